@@ -1,0 +1,3 @@
+from sb3_mbrl.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""The ``sb3-mbrl`` command: rl-zoo's train and enjoy with sb3_mbrl's algorithms registered."""
+import sys
+from typing import List, Optional
+
+USAGE = """usage: sb3-mbrl COMMAND [ARGS]
+
+commands:
+  train    rl-zoo's train (same flags as `python -m rl_zoo3.train`), sb3_mbrl algorithms
+           registered and zoo_configs/<algo>.yml as their default hyperparameters
+  enjoy    rl-zoo's enjoy (same flags as `python -m rl_zoo3.enjoy`)
+
+`sb3-mbrl COMMAND --help` shows the flags of a command.
+"""
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    from sb3_mbrl import zoo
+
+    commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy}
+    if command not in commands:
+        print(f"sb3-mbrl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    commands[command](rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""ModelEnv: the learned model used as a batched, differentiable-free simulator."""
+from typing import Callable, Optional, Tuple
+
+import torch as th
+
+from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
+
+# (obs, action, next_obs) -> reward (B,) or terminated (B,)
+TransitionFn = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
+
+PROPAGATION_METHODS = ("random_model", "fixed_model", "expectation")
+
+
+class ModelEnv:
+    """
+    Steps many states at once through the elite members of an ensemble.
+
+    Propagation:
+
+    - ``random_model`` (TS-1): every row draws a new elite at every step.
+    - ``fixed_model`` (TS-inf): every row keeps the elite it drew at :meth:`reset` for the
+      whole rollout (rows are particles).
+    - ``expectation``: the mean prediction of all elites.
+
+    Rows are grouped by member so that each row goes through one member only; the cost of a
+    step is one ensemble forward over ``B`` rows, not ``E * B``.
+
+    :param model: The ensemble.
+    :param reward_fn: Known reward ``(obs, action, next_obs) -> (B,)``; required when the model
+        has no reward head, else it replaces the learned reward.
+    :param termination_fn: Known termination ``(obs, action, next_obs) -> (B,) bool``; ``None``
+        means never terminate.
+    :param propagation: One of ``PROPAGATION_METHODS``.
+    :param deterministic: Use the predicted mean instead of sampling from the Gaussian.
+    :param generator: Random generator on the model's device (default: torch's global one).
+    """
+
+    def __init__(
+        self,
+        model: ProbabilisticEnsemble,
+        reward_fn: Optional[TransitionFn] = None,
+        termination_fn: Optional[TransitionFn] = None,
+        propagation: str = "random_model",
+        deterministic: bool = False,
+        generator: Optional[th.Generator] = None,
+    ) -> None:
+        if propagation not in PROPAGATION_METHODS:
+            raise ValueError(f"propagation must be one of {PROPAGATION_METHODS}, got {propagation!r}")
+        if reward_fn is None and not model.learn_reward:
+            raise ValueError("The model has no reward head: pass a reward_fn")
+        self.model = model
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
+        self.propagation = propagation
+        self.deterministic = deterministic
+        self.generator = generator
+        self._fixed_perm: Optional[th.Tensor] = None
+
+    @property
+    def device(self) -> th.device:
+        return self.model.input_mean.device
+
+    def _permutation(self, n_rows: int) -> th.Tensor:
+        return th.randperm(n_rows, device=self.device, generator=self.generator)
+
+    def reset(self, batch_size: int) -> None:
+        """Start a rollout of ``batch_size`` rows: draws the fixed member assignment for ``fixed_model``."""
+        n_elites = self.model.num_elites
+        padded = -(-batch_size // n_elites) * n_elites
+        self._fixed_perm = self._permutation(padded)
+
+    def member_indices(self, batch_size: int) -> th.Tensor:
+        """Elite member (index into the ensemble) that ``fixed_model`` uses for each row ``(B,)``."""
+        if self._fixed_perm is None or self._fixed_perm.shape[0] < batch_size:
+            raise RuntimeError("Call reset(batch_size) before using fixed_model propagation")
+        n_elites = self.model.num_elites
+        group_size = self._fixed_perm.shape[0] // n_elites
+        position = th.empty_like(self._fixed_perm)
+        position[self._fixed_perm] = th.arange(self._fixed_perm.shape[0], device=self.device)
+        return self.model.elite_indices[position[:batch_size] // group_size]
+
+    @th.no_grad()
+    def predict_delta(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Sampled (or mean) ``[next_obs - obs, reward]`` for each row, ``(B, out)``."""
+        model = self.model
+        elites = model.elite_indices
+        n_elites, n_rows = elites.shape[0], obs.shape[0]
+        if self.propagation == "expectation":
+            mean, var = model.predict(obs, actions, members=elites)  # (n_elites, B, out)
+            mean, var = mean.mean(dim=0), var.mean(dim=0)
+        else:
+            padded = -(-n_rows // n_elites) * n_elites
+            if self.propagation == "fixed_model":
+                if self._fixed_perm is None or self._fixed_perm.shape[0] != padded:
+                    raise RuntimeError(
+                        f"fixed_model propagation was reset for a different batch size: call reset({n_rows}) first"
+                    )
+                perm = self._fixed_perm
+            else:
+                perm = self._permutation(padded)
+            pad = padded - n_rows
+            if pad:
+                obs = th.cat([obs, obs[:pad]], dim=0)
+                actions = th.cat([actions, actions[:pad]], dim=0)
+            # Row perm[k] goes to member k // group: (n_elites, group, dim)
+            grouped_obs = obs[perm].view(n_elites, padded // n_elites, -1)
+            grouped_act = actions[perm].view(n_elites, padded // n_elites, -1)
+            g_mean, g_var = model.predict(grouped_obs, grouped_act, members=elites)
+            mean = th.empty(padded, g_mean.shape[-1], device=obs.device, dtype=g_mean.dtype)
+            var = th.empty_like(mean)
+            mean[perm] = g_mean.reshape(padded, -1)
+            var[perm] = g_var.reshape(padded, -1)
+            mean, var = mean[:n_rows], var[:n_rows]
+        if self.deterministic:
+            return mean
+        noise = th.randn(mean.shape, device=mean.device, generator=self.generator)
+        return mean + var.sqrt() * noise
+
+    @th.no_grad()
+    def step(self, obs: th.Tensor, actions: th.Tensor) -> Tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        :param obs: ``(B, obs_dim)``
+        :param actions: ``(B, action_dim)`` in the env's action units
+        :return: ``next_obs (B, obs_dim)``, ``reward (B,)``, ``terminated (B,) bool``
+        """
+        if obs.dim() != 2 or obs.shape[1] != self.model.obs_dim:
+            raise ValueError(f"obs must have shape (B, {self.model.obs_dim}), got {tuple(obs.shape)}")
+        if actions.shape != (obs.shape[0], self.model.action_dim):
+            raise ValueError(f"actions must have shape ({obs.shape[0]}, {self.model.action_dim}), got {tuple(actions.shape)}")
+        delta = self.predict_delta(obs, actions)  # (B, out)
+        next_obs = obs + delta[:, : self.model.obs_dim]
+        if self.reward_fn is not None:
+            reward = self.reward_fn(obs, actions, next_obs)
+        else:
+            reward = delta[:, -1]
+        if self.termination_fn is not None:
+            terminated = self.termination_fn(obs, actions, next_obs).bool()
+        else:
+            terminated = th.zeros(obs.shape[0], dtype=th.bool, device=obs.device)
+        return next_obs, reward, terminated
+
+    @th.no_grad()
+    def evaluate_action_sequences(
+        self, action_sequences: th.Tensor, initial_obs: th.Tensor, num_particles: int = 1
+    ) -> th.Tensor:
+        """
+        Total predicted reward of each action sequence, averaged over particles.
+
+        Rewards after a predicted termination count as zero. A sequence whose predicted return
+        is NaN or inf gets ``-inf``, so planners rank it last.
+
+        :param action_sequences: ``(M, P, H, action_dim)``: for each of ``M`` start states, ``P``
+            candidate sequences of horizon ``H``; ``(P, H, action_dim)`` when ``M == 1``.
+        :param initial_obs: ``(M, obs_dim)`` or ``(obs_dim,)``.
+        :param num_particles: Particles ``N`` per sequence.
+        :return: ``(M, P)`` (or ``(P,)`` for 3-D input) mean return over particles.
+        """
+        squeeze = action_sequences.dim() == 3
+        if squeeze:
+            action_sequences = action_sequences.unsqueeze(0)
+        if initial_obs.dim() == 1:
+            initial_obs = initial_obs.unsqueeze(0)
+        n_starts, population, horizon, action_dim = action_sequences.shape
+        if initial_obs.shape[0] != n_starts:
+            raise ValueError(f"{initial_obs.shape[0]} start states for {n_starts} groups of action sequences")
+        n_rows = n_starts * population * num_particles
+        # Row order (M, P, N): particles of one sequence are adjacent.
+        obs = initial_obs.repeat_interleave(population * num_particles, dim=0)  # (M*P*N, obs_dim)
+        actions = action_sequences.repeat_interleave(num_particles, dim=1).reshape(n_rows, horizon, action_dim)
+        self.reset(n_rows)
+        total = th.zeros(n_rows, device=obs.device)
+        alive = th.ones(n_rows, dtype=th.bool, device=obs.device)
+        for t in range(horizon):
+            obs, reward, terminated = self.step(obs, actions[:, t])
+            # where(), not a product: a diverged dead row (NaN) must not poison the total.
+            total += th.where(alive, reward, th.zeros_like(reward))
+            alive &= ~terminated
+        returns = total.view(n_starts, population, num_particles).mean(dim=2)
+        returns = th.where(th.isfinite(returns), returns, th.full_like(returns, -float("inf")))
+        return returns[0] if squeeze else returns

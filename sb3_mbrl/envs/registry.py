@@ -1,0 +1,45 @@
+"""Lookup of known reward and termination functions by env id."""
+from typing import Dict, Optional
+
+from sb3_mbrl.dynamics.model_env import TransitionFn
+from sb3_mbrl.envs import rewards, terminations
+
+REWARD_FNS: Dict[str, TransitionFn] = {
+    "Pendulum-v1": rewards.pendulum_reward,
+    "InvertedPendulum-v4": rewards.alive_bonus_reward,
+}
+
+TERMINATION_FNS: Dict[str, TransitionFn] = {
+    "Pendulum-v1": terminations.never_terminates,
+    "InvertedPendulum-v4": terminations.inverted_pendulum_termination,
+    "InvertedDoublePendulum-v4": terminations.inverted_double_pendulum_termination,
+    "Hopper-v4": terminations.hopper_termination,
+    "Walker2d-v4": terminations.walker2d_termination,
+    "Ant-v4": terminations.ant_termination,
+    "Humanoid-v4": terminations.humanoid_termination,
+    "HalfCheetah-v4": terminations.never_terminates,
+    "Reacher-v4": terminations.never_terminates,
+    "Swimmer-v4": terminations.never_terminates,
+}
+
+# Tasks known to have terminal states; a learner without their termination function is warned.
+_TERMINAL_TASK_PREFIXES = ("InvertedPendulum", "InvertedDoublePendulum", "Hopper", "Walker2d", "Ant", "Humanoid")
+
+
+def _strip_namespace(env_id: str) -> str:
+    return env_id.split("/")[-1] if env_id.startswith("gymnasium/") or env_id.startswith("gym/") else env_id
+
+
+def get_reward_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
+    """The known reward function of ``env_id``, or ``None``."""
+    return REWARD_FNS.get(_strip_namespace(env_id)) if env_id else None
+
+
+def get_termination_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
+    """The known termination function of ``env_id``, or ``None``."""
+    return TERMINATION_FNS.get(_strip_namespace(env_id)) if env_id else None
+
+
+def has_terminal_states(env_id: Optional[str]) -> bool:
+    """Whether ``env_id`` is a known task with terminal states (so a termination function matters)."""
+    return bool(env_id) and _strip_namespace(env_id).startswith(_TERMINAL_TASK_PREFIXES)  # type: ignore[union-attr]

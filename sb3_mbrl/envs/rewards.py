@@ -1,0 +1,20 @@
+"""Known reward functions: ``(obs, action, next_obs) -> (B,)``."""
+import math
+
+import torch as th
+
+
+def _angle_normalize(x: th.Tensor) -> th.Tensor:
+    return ((x + math.pi) % (2 * math.pi)) - math.pi
+
+
+def pendulum_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Pendulum-v1: ``-(theta^2 + 0.1 thetadot^2 + 0.001 u^2)`` on the state *before* the step."""
+    theta = th.atan2(obs[:, 1], obs[:, 0])
+    torque = action[:, 0].clamp(-2.0, 2.0)
+    return -(_angle_normalize(theta).pow(2) + 0.1 * obs[:, 2].pow(2) + 0.001 * torque.pow(2))
+
+
+def alive_bonus_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """InvertedPendulum-v4: 1 for every step, including the terminal one."""
+    return th.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)

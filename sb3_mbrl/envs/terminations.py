@@ -1,0 +1,55 @@
+"""Known termination functions: ``(obs, action, next_obs) -> (B,) bool``.
+
+They read the *next* observation, as MuJoCo envs decide termination after the step. The
+observation layouts are gymnasium 0.29's ``-v4`` defaults (positions without x/y first).
+"""
+import torch as th
+
+
+def _finite(next_obs: th.Tensor) -> th.Tensor:
+    return th.isfinite(next_obs).all(dim=1)
+
+
+def never_terminates(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    return th.zeros(next_obs.shape[0], dtype=th.bool, device=next_obs.device)
+
+
+def inverted_pendulum_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """InvertedPendulum-v4: pole angle (obs[1]) beyond 0.2 rad, or a non-finite state."""
+    return ~(_finite(next_obs) & (next_obs[:, 1].abs() <= 0.2))
+
+
+def inverted_double_pendulum_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """InvertedDoublePendulum-v4: tip height ``y <= 1``; obs = [x, sin q1, sin q2, cos q1, cos q2, ...]."""
+    sin1, sin2, cos1, cos2 = next_obs[:, 1], next_obs[:, 2], next_obs[:, 3], next_obs[:, 4]
+    cos12 = cos1 * cos2 - sin1 * sin2  # cos(q1 + q2)
+    # Tip site: pole hinge at 0 plus 0.6 along each link, plus the site's 0.6 offset on the
+    # second link = 0.6 cos q1 + 0.6 cos(q1 + q2) relative to a base at height 0.
+    tip_height = 0.6 * cos1 + 0.6 * cos12
+    return tip_height <= 1.0
+
+
+def hopper_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Hopper-v4: healthy iff |state[1:]| < 100, height > 0.7 and |angle| < 0.2."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    healthy_state = (next_obs[:, 1:].abs() < 100.0).all(dim=1)
+    healthy = healthy_state & (height > 0.7) & (angle > -0.2) & (angle < 0.2)
+    return ~healthy
+
+
+def walker2d_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Walker2d-v4: healthy iff 0.8 < height < 2.0 and -1 < angle < 1."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    return ~((height > 0.8) & (height < 2.0) & (angle > -1.0) & (angle < 1.0))
+
+
+def ant_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Ant-v4: healthy iff the state is finite and 0.2 <= torso height <= 1.0."""
+    height = next_obs[:, 0]
+    return ~(_finite(next_obs) & (height >= 0.2) & (height <= 1.0))
+
+
+def humanoid_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Humanoid-v4: healthy iff 1.0 < torso height < 2.0."""
+    height = next_obs[:, 0]
+    return ~((height > 1.0) & (height < 2.0))

@@ -1,0 +1,101 @@
+"""rl-zoo integration: our algorithms in rl_zoo3's algorithm table, our configs as defaults."""
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Type
+
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+# Repository checkout (editable install) first, then the installed data folder.
+_CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "zoo_configs", Path(sys.prefix) / "share" / "sb3-mbrl" / "zoo_configs")
+
+
+def zoo_config_dir() -> Path:
+    """The folder holding ``zoo_configs/<algo>.yml``."""
+    for folder in _CONFIG_DIRS:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"No zoo_configs folder found in {[str(d) for d in _CONFIG_DIRS]}")
+
+
+def sb3_mbrl_algorithms() -> Dict[str, Type[BaseAlgorithm]]:
+    """Every sb3_mbrl algorithm, by its rl-zoo name. Each algorithm issue adds its class here."""
+    import sb3_mbrl
+
+    names = {"pets": "PETS", "mbpo": "MBPO", "reinforce": "REINFORCE"}
+    return {key: getattr(sb3_mbrl, cls) for key, cls in names.items() if hasattr(sb3_mbrl, cls)}
+
+
+def register_algorithms() -> Dict[str, Type[BaseAlgorithm]]:
+    """Add our algorithms to ``rl_zoo3.ALGOS`` (shared by train, enjoy and the experiment manager)."""
+    from rl_zoo3.utils import ALGOS
+
+    ours = sb3_mbrl_algorithms()
+    ALGOS.update(ours)
+    return ours
+
+
+def _flag_value(argv: List[str], *flags: str) -> Optional[str]:
+    for i, arg in enumerate(argv):
+        for flag in flags:
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _default_eval_freq(argv: List[str], conf_file: Optional[str]) -> Optional[int]:
+    """Five evaluations per run, from ``-n`` or the config's ``n_timesteps``."""
+    n_timesteps = _flag_value(argv, "-n", "--n-timesteps")
+    if n_timesteps is None and conf_file and conf_file.endswith((".yml", ".yaml")):
+        env_id = _flag_value(argv, "--env") or "CartPole-v1"
+        with open(conf_file) as file:
+            config = yaml.safe_load(file) or {}
+        n_timesteps = (config.get(env_id) or {}).get("n_timesteps")
+    if n_timesteps is None or int(float(n_timesteps)) <= 0:
+        return None
+    return max(1, int(float(n_timesteps)) // 5)
+
+
+def train_argv(argv: List[str]) -> List[str]:
+    """
+    rl-zoo ``train`` arguments with our defaults filled in: ``zoo_configs/<algo>.yml`` as the
+    hyperparameter file when it exists and none is given, and five evaluations per run when
+    ``--eval-freq`` is not given.
+    """
+    argv = list(argv)
+    algo = _flag_value(argv, "--algo") or "ppo"
+    conf_file = _flag_value(argv, "-conf", "--conf-file")
+    if conf_file is None:
+        candidate = zoo_config_dir() / f"{algo}.yml"
+        if candidate.is_file():
+            conf_file = str(candidate)
+            argv += ["--conf-file", conf_file]
+        else:
+            import rl_zoo3
+
+            conf_file = str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
+    if _flag_value(argv, "--eval-freq") is None and "-optimize" not in argv and "--optimize-hyperparameters" not in argv:
+        eval_freq = _default_eval_freq(argv, conf_file)
+        if eval_freq is not None:
+            argv += ["--eval-freq", str(eval_freq)]
+    return argv
+
+
+def run_train(argv: List[str]) -> None:
+    """``rl_zoo3.train`` with our algorithms registered and our defaults."""
+    from rl_zoo3.train import train
+
+    register_algorithms()
+    sys.argv = ["sb3-mbrl train", *train_argv(argv)]
+    train()
+
+
+def run_enjoy(argv: List[str]) -> None:
+    """``rl_zoo3.enjoy`` with our algorithms registered."""
+    from rl_zoo3.enjoy import enjoy
+
+    register_algorithms()
+    sys.argv = ["sb3-mbrl enjoy", *argv]
+    enjoy()
