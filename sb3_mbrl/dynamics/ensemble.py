@@ -87,10 +87,10 @@ class ProbabilisticEnsemble(nn.Module):
         # One layer outputs mean and raw log-variance together: (E, B, 2 * out).
         self.output_layer = EnsembleLinear(ensemble_size, sizes[-1], 2 * self.output_dim, weight_decays[-1])
         self.max_logvar = nn.Parameter(
-            th.full((ensemble_size, 1, self.output_dim), init_max_logvar), requires_grad=learn_logvar_bounds
+            th.full((ensemble_size, 1, self.output_dim), float(init_max_logvar)), requires_grad=learn_logvar_bounds
         )
         self.min_logvar = nn.Parameter(
-            th.full((ensemble_size, 1, self.output_dim), init_min_logvar), requires_grad=learn_logvar_bounds
+            th.full((ensemble_size, 1, self.output_dim), float(init_min_logvar)), requires_grad=learn_logvar_bounds
         )
 
         self.register_buffer("input_mean", th.zeros(1, self.input_dim))
