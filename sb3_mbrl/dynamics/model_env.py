@@ -33,6 +33,9 @@ class ModelEnv:
     :param propagation: One of ``PROPAGATION_METHODS``.
     :param deterministic: Use the predicted mean instead of sampling from the Gaussian.
     :param generator: Random generator on the model's device (default: torch's global one).
+    :param compute_dtype: Run the ensemble forward under autocast in this dtype (e.g.
+        ``torch.bfloat16``: about 3x faster on CPUs with bf16 units, planning tolerates it);
+        ``None`` keeps float32. States are still accumulated in float32.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class ModelEnv:
         propagation: str = "random_model",
         deterministic: bool = False,
         generator: Optional[th.Generator] = None,
+        compute_dtype: Optional[th.dtype] = None,
     ) -> None:
         if propagation not in PROPAGATION_METHODS:
             raise ValueError(f"propagation must be one of {PROPAGATION_METHODS}, got {propagation!r}")
@@ -54,6 +58,7 @@ class ModelEnv:
         self.propagation = propagation
         self.deterministic = deterministic
         self.generator = generator
+        self.compute_dtype = compute_dtype
         self._fixed_perm: Optional[th.Tensor] = None
 
     @property
@@ -82,6 +87,17 @@ class ModelEnv:
     @th.no_grad()
     def predict_delta(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """Sampled (or mean) ``[next_obs - obs, reward]`` for each row, ``(B, out)``."""
+        enabled = self.compute_dtype is not None and self.compute_dtype != th.float32
+        with th.autocast(obs.device.type, dtype=self.compute_dtype or th.float32, enabled=enabled):
+            mean, var = self._predict_moments(obs, actions)
+        mean, var = mean.float(), var.float()
+        if self.deterministic:
+            return mean
+        noise = th.randn(mean.shape, device=mean.device, generator=self.generator)
+        return mean + var.sqrt() * noise
+
+    def _predict_moments(self, obs: th.Tensor, actions: th.Tensor) -> Tuple[th.Tensor, th.Tensor]:
+        """Mean and variance of ``[next_obs - obs, reward]`` for each row under the propagation mode."""
         model = self.model
         elites = model.elite_indices
         n_elites, n_rows = elites.shape[0], obs.shape[0]
@@ -111,10 +127,7 @@ class ModelEnv:
             mean[perm] = g_mean.reshape(padded, -1)
             var[perm] = g_var.reshape(padded, -1)
             mean, var = mean[:n_rows], var[:n_rows]
-        if self.deterministic:
-            return mean
-        noise = th.randn(mean.shape, device=mean.device, generator=self.generator)
-        return mean + var.sqrt() * noise
+        return mean, var
 
     @th.no_grad()
     def step(self, obs: th.Tensor, actions: th.Tensor) -> Tuple[th.Tensor, th.Tensor, th.Tensor]:

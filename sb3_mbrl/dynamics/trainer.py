@@ -87,6 +87,7 @@ class EnsembleTrainer:
     :param max_epochs: Upper bound on epochs per fit (``None``: only early stopping).
     :param patience: Epochs without improvement before stopping.
     :param improvement_threshold: Relative holdout MSE improvement that counts.
+    :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class EnsembleTrainer:
         max_epochs: Optional[int] = None,
         patience: int = 5,
         improvement_threshold: float = 0.01,
+        optimizer: Optional[th.optim.Optimizer] = None,
     ) -> None:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
@@ -113,7 +115,7 @@ class EnsembleTrainer:
         self.max_epochs = max_epochs
         self.patience = patience
         self.improvement_threshold = improvement_threshold
-        self.optimizer = th.optim.Adam(model.parameters(), lr=learning_rate)
+        self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
 
     @property
     def device(self) -> th.device:

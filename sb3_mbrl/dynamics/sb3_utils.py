@@ -1,0 +1,86 @@
+"""Glue between SB3 algorithms and the dynamics model, shared by PETS and MBPO."""
+import warnings
+from typing import Callable, Optional, Tuple, Union
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_mbrl.dynamics.model_env import TransitionFn
+from sb3_mbrl.envs import get_reward_fn, get_termination_fn, has_terminal_states
+
+# A user passes a callable, None, or "auto" (look the function up by env id).
+TransitionFnArg = Union[str, None, Callable]
+
+
+def env_id_of(env: Optional[VecEnv]) -> Optional[str]:
+    """The gymnasium id of a VecEnv's first env, if it was made from a registered id."""
+    if env is None:
+        return None
+    try:
+        spec = env.get_attr("spec", indices=[0])[0]
+    except (AttributeError, IndexError):
+        return None
+    return getattr(spec, "id", None)
+
+
+def resolve_transition_fns(
+    algo_name: str, env_id: Optional[str], reward_fn: TransitionFnArg, termination_fn: TransitionFnArg
+) -> Tuple[Optional[TransitionFn], Optional[TransitionFn]]:
+    """
+    Turn ``"auto"`` into the known function for ``env_id`` (or ``None``) and check the rest.
+
+    A task known to have terminal states that ends up with no termination function gets a
+    warning saying what to pass.
+    """
+    for name, value in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+        if not (value is None or value == "auto" or callable(value)):
+            raise ValueError(f"{algo_name}: {name} must be a callable, None or 'auto', got {value!r}")
+    reward = get_reward_fn(env_id) if reward_fn == "auto" else reward_fn
+    termination = get_termination_fn(env_id) if termination_fn == "auto" else termination_fn
+    if termination is None and has_terminal_states(env_id):
+        warnings.warn(
+            f"{algo_name}: {env_id} has terminal states but no termination function is set, so the model "
+            "never predicts termination. Pass termination_fn='auto' or a function "
+            "(obs, action, next_obs) -> bool tensor, e.g. from sb3_mbrl.envs.",
+            stacklevel=3,
+        )
+    return reward, termination  # type: ignore[return-value]
+
+
+def check_finite_transition(algo_name: str, new_obs: np.ndarray, rewards: np.ndarray, num_timesteps: int) -> None:
+    """Stop with a clear error when the environment returns NaN/inf (instead of training a NaN model)."""
+    obs_ok = np.isfinite(new_obs).all() if isinstance(new_obs, np.ndarray) else True
+    if not obs_ok or not np.isfinite(rewards).all():
+        what = "observations" if not obs_ok else "rewards"
+        raise ValueError(
+            f"{algo_name}: the environment returned NaN or inf {what} at env step {num_timesteps}; "
+            "training stopped before they reach the dynamics model"
+        )
+
+
+def replay_buffer_transitions(
+    buffer: ReplayBuffer, policy: BasePolicy, device: th.device
+) -> Tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """
+    All real transitions of an SB3 replay buffer as tensors, actions in env units.
+
+    :return: ``obs (N, obs_dim)``, ``actions (N, A)``, ``next_obs (N, obs_dim)``, ``rewards (N,)``
+    """
+    upper = buffer.buffer_size if buffer.full else buffer.pos
+    obs = buffer.observations[:upper]
+    if buffer.optimize_memory_usage:
+        next_obs = buffer.observations[(np.arange(upper) + 1) % buffer.buffer_size]
+    else:
+        next_obs = buffer.next_observations[:upper]
+    obs_dim = int(np.prod(buffer.obs_shape))
+    actions = policy.unscale_action(buffer.actions[:upper].reshape(-1, buffer.action_dim))
+    as_tensor = lambda x: th.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
+    return (
+        as_tensor(obs.reshape(-1, obs_dim)),
+        as_tensor(actions),
+        as_tensor(next_obs.reshape(-1, obs_dim)),
+        as_tensor(buffer.rewards[:upper].reshape(-1)),
+    )

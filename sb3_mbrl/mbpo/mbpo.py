@@ -1,0 +1,369 @@
+"""MBPO: SAC trained on real data plus short branched rollouts of a learned model (Janner et al., 2019)."""
+import time
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.sac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SACPolicy
+from torch import nn
+
+from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
+from sb3_mbrl.dynamics.sb3_utils import (
+    TransitionFnArg,
+    check_finite_transition,
+    env_id_of,
+    replay_buffer_transitions,
+    resolve_transition_fns,
+)
+from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity, scale_actions, unscale_actions
+
+SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
+RolloutSchedule = Union[int, Tuple[int, int, int, int], Sequence[int]]
+
+
+def rollout_length_at(schedule: RolloutSchedule, epoch: int) -> int:
+    """
+    Rollout length for an epoch: a constant, or ``(min_epoch, max_epoch, min_length, max_length)``
+    growing linearly from ``min_length`` at ``min_epoch`` to ``max_length`` at ``max_epoch``.
+    """
+    if isinstance(schedule, (int, np.integer)):
+        return int(schedule)
+    min_epoch, max_epoch, min_length, max_length = schedule
+    progress = min(max((epoch - min_epoch) / (max_epoch - min_epoch), 0.0), 1.0)
+    return int(min_length + progress * (max_length - min_length))
+
+
+def check_rollout_schedule(schedule: RolloutSchedule) -> RolloutSchedule:
+    if isinstance(schedule, (int, np.integer)):
+        if schedule < 1:
+            raise ValueError(f"MBPO: rollout_length must be at least 1, got {schedule}")
+        return int(schedule)
+    if len(schedule) != 4:
+        raise ValueError(f"MBPO: rollout_length schedule must be (min_epoch, max_epoch, min_length, max_length), got {schedule}")
+    min_epoch, max_epoch, min_length, max_length = (int(x) for x in schedule)
+    if not (0 <= min_epoch < max_epoch and 1 <= min_length <= max_length):
+        raise ValueError(
+            "MBPO: rollout_length schedule must increase: need 0 <= min_epoch < max_epoch and "
+            f"1 <= min_length <= max_length, got {tuple(schedule)}"
+        )
+    return (min_epoch, max_epoch, min_length, max_length)
+
+
+class MBPO(SAC):
+    """
+    Model-Based Policy Optimization: SB3's SAC, unchanged, whose replay buffer mixes
+    ``real_ratio`` real transitions with transitions from short model rollouts.
+
+    Every ``model_train_freq`` env steps the ensemble is refitted on the real buffer and
+    ``rollout_batch_size`` rollouts of ``rollout_length`` steps are branched from real states
+    with the current policy (all rows in one batch per step; terminated rows leave the batch)
+    into a model buffer that keeps ``model_retain_epochs`` epochs of rollouts.
+
+    Takes every SAC argument plus:
+
+    :param ensemble_size: Ensemble members.
+    :param num_elites: Members used for rollouts.
+    :param model_net_arch: Hidden layer sizes of each member.
+    :param model_activation_fn: Their activation.
+    :param model_weight_decays: L2 coefficient per model layer (hidden then output).
+    :param model_learning_rate: Adam learning rate of the model.
+    :param model_batch_size: Mini-batch size of model training.
+    :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
+    :param model_epochs: Maximum epochs per fit (``None``: early stopping only).
+    :param model_patience: Epochs without holdout improvement before a fit stops.
+    :param model_train_freq: Env steps between model fits (and rollouts).
+    :param rollout_batch_size: Rollouts branched per fit.
+    :param rollout_length: Rollout length ``k``: an int, or ``(min_epoch, max_epoch, min_length, max_length)``.
+    :param epoch_length: Env steps per epoch (for the rollout schedule and the model buffer size).
+    :param real_ratio: Share of real transitions in each SAC batch.
+    :param model_retain_epochs: Epochs of rollouts kept in the model buffer.
+    :param reward_fn: ``"auto"`` (known function of the env id if any, else learned), ``None``
+        (learned) or ``(obs, action, next_obs) -> (B,)``.
+    :param termination_fn: ``"auto"`` (known function, else never, with a warning for tasks that
+        terminate), ``None`` (never) or ``(obs, action, next_obs) -> (B,)`` bool.
+    :param rollout_deterministic: Use the model's mean instead of sampling in rollouts.
+    """
+
+    policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: Union[str, Type[SACPolicy]],
+        env: Union[GymEnv, str],
+        learning_rate: Union[float, Schedule] = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 500,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: Union[int, Tuple[int, str]] = 1,
+        gradient_steps: int = 10,
+        action_noise: Optional[ActionNoise] = None,
+        replay_buffer_class: Optional[Type[ReplayBuffer]] = None,
+        replay_buffer_kwargs: Optional[Dict[str, Any]] = None,
+        optimize_memory_usage: bool = False,
+        ent_coef: Union[str, float] = "auto",
+        target_update_interval: int = 1,
+        target_entropy: Union[str, float] = "auto",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: Optional[str] = None,
+        policy_kwargs: Optional[Dict[str, Any]] = None,
+        verbose: int = 0,
+        seed: Optional[int] = None,
+        device: Union[th.device, str] = "auto",
+        ensemble_size: int = 7,
+        num_elites: int = 5,
+        model_net_arch: Sequence[int] = (200, 200, 200, 200),
+        model_activation_fn: Type[nn.Module] = nn.SiLU,
+        model_weight_decays: Optional[Sequence[float]] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4),
+        model_learning_rate: float = 1e-3,
+        model_batch_size: int = 256,
+        model_holdout_ratio: float = 0.2,
+        model_epochs: Optional[int] = None,
+        model_patience: int = 5,
+        model_train_freq: int = 250,
+        rollout_batch_size: int = 100_000,
+        rollout_length: RolloutSchedule = 1,
+        epoch_length: int = 1000,
+        real_ratio: float = 0.05,
+        model_retain_epochs: int = 1,
+        reward_fn: TransitionFnArg = "auto",
+        termination_fn: TransitionFnArg = "auto",
+        rollout_deterministic: bool = False,
+        _init_setup_model: bool = True,
+    ) -> None:
+        if not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"MBPO: real_ratio must be in [0, 1], got {real_ratio}")
+        if model_train_freq < 1 or rollout_batch_size < 1 or epoch_length < 1 or model_retain_epochs < 1:
+            raise ValueError("MBPO: model_train_freq, rollout_batch_size, epoch_length and model_retain_epochs must be positive")
+        self.rollout_length = check_rollout_schedule(rollout_length)
+        if model_weight_decays is not None and len(model_weight_decays) != len(model_net_arch) + 1:
+            model_weight_decays = None  # the paper's decays fit 4 hidden layers only
+        try:
+            super().__init__(
+                policy,
+                env,
+                learning_rate=learning_rate,
+                buffer_size=buffer_size,
+                learning_starts=learning_starts,
+                batch_size=batch_size,
+                tau=tau,
+                gamma=gamma,
+                train_freq=train_freq,
+                gradient_steps=gradient_steps,
+                action_noise=action_noise,
+                replay_buffer_class=replay_buffer_class,
+                replay_buffer_kwargs=replay_buffer_kwargs,
+                optimize_memory_usage=optimize_memory_usage,
+                ent_coef=ent_coef,
+                target_update_interval=target_update_interval,
+                target_entropy=target_entropy,
+                use_sde=use_sde,
+                sde_sample_freq=sde_sample_freq,
+                use_sde_at_warmup=use_sde_at_warmup,
+                stats_window_size=stats_window_size,
+                tensorboard_log=tensorboard_log,
+                policy_kwargs=policy_kwargs,
+                verbose=verbose,
+                seed=seed,
+                device=device,
+                _init_setup_model=False,
+            )
+        except AssertionError as error:
+            space = getattr(self, "action_space", None)
+            if space is not None and not isinstance(space, spaces.Box):
+                raise ValueError(f"MBPO needs a continuous (Box) action space; got {space}") from error
+            raise
+        if self.env is not None and not isinstance(self.observation_space, spaces.Box):
+            raise ValueError(f"MBPO's dynamics model needs a Box observation space; got {self.observation_space}")
+        self.ensemble_size = ensemble_size
+        self.num_elites = num_elites
+        self.model_net_arch = list(model_net_arch)
+        self.model_activation_fn = model_activation_fn
+        self.model_weight_decays = None if model_weight_decays is None else list(model_weight_decays)
+        self.model_learning_rate = model_learning_rate
+        self.model_batch_size = model_batch_size
+        self.model_holdout_ratio = model_holdout_ratio
+        self.model_epochs = model_epochs
+        self.model_patience = model_patience
+        self.model_train_freq = model_train_freq
+        self.rollout_batch_size = rollout_batch_size
+        self.epoch_length = epoch_length
+        self.real_ratio = real_ratio
+        self.model_retain_epochs = model_retain_epochs
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
+        self.rollout_deterministic = rollout_deterministic
+        self.env_id = env_id_of(self.env)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = MixedReplayBuffer
+        if not issubclass(self.replay_buffer_class, MixedReplayBuffer):
+            raise ValueError("MBPO: replay_buffer_class must be MixedReplayBuffer or a subclass of it")
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "real_ratio": self.real_ratio}
+        super()._setup_model()
+        obs_dim = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
+        action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
+        reward, termination = resolve_transition_fns("MBPO", self.env_id, self.reward_fn, self.termination_fn)
+        self.dynamics = ProbabilisticEnsemble(
+            obs_dim,
+            action_dim,
+            ensemble_size=self.ensemble_size,
+            hidden_sizes=self.model_net_arch,
+            activation_fn=self.model_activation_fn,
+            learn_reward=reward is None,
+            num_elites=self.num_elites,
+            weight_decays=self.model_weight_decays,
+        ).to(self.device)
+        self.model_trainer = EnsembleTrainer(
+            self.dynamics,
+            learning_rate=self.model_learning_rate,
+            batch_size=self.model_batch_size,
+            holdout_ratio=self.model_holdout_ratio,
+            max_epochs=self.model_epochs,
+            patience=self.model_patience,
+        )
+        self.dynamics_optimizer = self.model_trainer.optimizer
+        self.model_env = ModelEnv(
+            self.dynamics,
+            reward_fn=reward,
+            termination_fn=termination,
+            propagation="random_model",
+            deterministic=self.rollout_deterministic,
+        )
+        self._attach_model_buffer()
+        # Also after load(): the model buffer is empty, so the next train() refits and rolls out.
+        self._last_model_train = -1
+
+    def _model_buffer_capacity(self) -> int:
+        length = rollout_length_at(self.rollout_length, self.num_timesteps // self.epoch_length)
+        return rollout_capacity(self.rollout_batch_size, length, self.epoch_length, self.model_train_freq, self.model_retain_epochs)
+
+    def _attach_model_buffer(self) -> None:
+        obs_dim = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
+        action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
+        self.replay_buffer.model_buffer = ModelTransitionBuffer(  # type: ignore[union-attr]
+            self._model_buffer_capacity(), obs_dim, action_dim, self.device
+        )
+
+    @property
+    def model_buffer(self) -> ModelTransitionBuffer:
+        return self.replay_buffer.model_buffer  # type: ignore[union-attr, return-value]
+
+    # ------------------------------------------------------------------ the MBPO step
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:  # type: ignore[no-untyped-def]
+        check_finite_transition("MBPO", new_obs, reward, self.num_timesteps)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """Refit the model and branch rollouts when due, then SAC's own gradient steps."""
+        if self._last_model_train < 0 or self.num_timesteps - self._last_model_train >= self.model_train_freq:
+            self.train_model_and_rollout()
+        super().train(gradient_steps=gradient_steps, batch_size=batch_size)
+
+    def train_model_and_rollout(self) -> Dict[str, float]:
+        """Fit the ensemble on all real data, then fill the model buffer with fresh rollouts."""
+        self._last_model_train = self.num_timesteps
+        start = time.perf_counter()
+        obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
+        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        length = rollout_length_at(self.rollout_length, self.num_timesteps // self.epoch_length)
+        capacity = self._model_buffer_capacity()
+        self.model_buffer.resize(capacity)
+        n_added = self.branched_rollouts(obs, length)
+        rollout_seconds = time.perf_counter() - start
+        self.logger.record("train/model_loss", metrics["train_loss"])
+        self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
+        self.logger.record("train/model_epochs", metrics["epochs"])
+        self.logger.record("rollout/model_rollout_length", length)
+        self.logger.record("rollout/model_buffer_size", self.model_buffer.size)
+        self.logger.record("time/model_fit_s", fit_seconds)
+        self.logger.record("time/model_rollout_s", rollout_seconds)
+        if self.verbose >= 1:
+            print(
+                f"MBPO step {self.num_timesteps}: model fit on {obs.shape[0]} transitions in {fit_seconds:.1f} s "
+                f"({metrics['epochs']} epochs, holdout MSE {metrics['holdout_mse_elites']:.4f}); "
+                f"{n_added} model transitions (k={length}) in {rollout_seconds:.2f} s"
+            )
+        return {"fit_seconds": fit_seconds, "rollout_seconds": rollout_seconds, "added": n_added}
+
+    @th.no_grad()
+    def branched_rollouts(self, real_obs: th.Tensor, length: int) -> int:
+        """
+        Branch ``rollout_batch_size`` rollouts of ``length`` steps from random real states with
+        the current policy; all rows step together, terminated rows leave the batch.
+
+        :param real_obs: Real observations to start from ``(N, obs_dim)``.
+        :return: Number of model transitions added.
+        """
+        low, high = self.action_space.low, self.action_space.high  # type: ignore[union-attr]
+        starts = th.randint(0, real_obs.shape[0], (self.rollout_batch_size,), device=real_obs.device)
+        obs = real_obs[starts]  # (B, obs_dim)
+        added = 0
+        for _ in range(length):
+            scaled = self.actor(obs, deterministic=False)  # (B, A) in [-1, 1], like SAC's real actions
+            next_obs, reward, terminated = self.model_env.step(obs, unscale_actions(scaled, low, high))
+            finite = th.isfinite(next_obs).all(dim=1) & th.isfinite(reward)
+            if not bool(finite.all()):
+                raise RuntimeError(
+                    f"MBPO: the dynamics model predicted NaN or inf for {int((~finite).sum())} of {obs.shape[0]} rollout "
+                    f"rows at env step {self.num_timesteps}. The real data is kept in the replay buffer "
+                    "(save_replay_buffer); try a smaller learning rate or model, or more weight decay."
+                )
+            self.model_buffer.add(obs, scaled, next_obs, reward, terminated)
+            added += obs.shape[0]
+            alive = ~terminated
+            if not bool(alive.any()):
+                break
+            obs = next_obs[alive]
+        return added
+
+    # ------------------------------------------------------------------ persistence
+    def learn(
+        self: SelfMBPO,
+        total_timesteps: int,
+        callback=None,
+        log_interval: int = 4,
+        tb_log_name: str = "MBPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMBPO:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
+        super().load_replay_buffer(path, truncate_last_traj)
+        if not isinstance(self.replay_buffer, MixedReplayBuffer):
+            raise ValueError("MBPO: the loaded replay buffer is not a MixedReplayBuffer")
+        self._attach_model_buffer()  # model data is rebuilt, not saved
+
+    def _excluded_save_params(self) -> List[str]:
+        return [*super()._excluded_save_params(), "dynamics", "model_trainer", "dynamics_optimizer", "model_env"]
+
+    def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "dynamics", "dynamics_optimizer"], variables

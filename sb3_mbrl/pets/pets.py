@@ -1,0 +1,272 @@
+"""PETS: probabilistic ensembles with trajectory sampling (Chua et al., 2018), the SB3 way."""
+import time
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar, Union
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+
+from sb3_mbrl.dynamics import EnsembleTrainer
+from sb3_mbrl.dynamics.sb3_utils import (
+    TransitionFnArg,
+    check_finite_transition,
+    env_id_of,
+    replay_buffer_transitions,
+    resolve_transition_fns,
+)
+from sb3_mbrl.pets.policies import MPCPolicy
+
+SelfPETS = TypeVar("SelfPETS", bound="PETS")
+
+
+class PETS(OffPolicyAlgorithm):
+    """
+    PETS: model predictive control over a probabilistic dynamics ensemble.
+
+    Acts randomly for ``learning_starts`` steps, then plans every action with the ensemble
+    (see :class:`MPCPolicy`), refitting the ensemble on all real data every
+    ``model_train_freq`` (default: after every episode). SB3 provides the replay buffer,
+    callbacks, logging and saving.
+
+    :param policy: ``"MlpPolicy"`` (the MPC policy) or a policy class.
+    :param env: The environment (Box observations and actions), or its gymnasium id.
+    :param learning_rate: Adam learning rate of the dynamics model.
+    :param buffer_size: Capacity of the real-data replay buffer.
+    :param learning_starts: Random-action steps before the first model fit and the first plan.
+    :param batch_size: Mini-batch size of model training.
+    :param model_train_freq: Refit the model every ``n`` steps (int) or ``(n, "episode")``.
+    :param ensemble_size: Ensemble members.
+    :param num_elites: Members used to plan (all when ``None``).
+    :param horizon: Planning horizon.
+    :param num_particles: Particles per candidate sequence.
+    :param propagation: ``fixed_model`` (TS-inf), ``random_model`` (TS-1) or ``expectation``.
+    :param optimizer: Planner: ``cem``, ``icem``, ``mppi`` or ``random``.
+    :param optimizer_kwargs: Planner settings (``population_size``, ``num_elites``,
+        ``iterations``, ``alpha``; iCEM ``noise_beta``; MPPI ``temperature`` ...).
+    :param reward_fn: ``"auto"`` (known function of the env id if any, else learned), ``None``
+        (learn the reward) or a function ``(obs, action, next_obs) -> (B,)`` tensor.
+    :param termination_fn: ``"auto"`` (known function of the env id if any, else never), ``None``
+        (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
+    :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
+    :param model_patience: Epochs without holdout improvement before a fit stops.
+    :param holdout_ratio: Share of real data held out to stop fits and rank members.
+    :param replay_buffer_class: Replay buffer class (default SB3's ``ReplayBuffer``).
+    :param replay_buffer_kwargs: Its extra arguments.
+    :param policy_kwargs: Extra policy arguments (``net_arch``, ``activation_fn``, ``weight_decays`` ...).
+    :param stats_window_size: Episodes averaged for the rollout logs.
+    :param tensorboard_log: Tensorboard log folder.
+    :param verbose: 0 silent, 1 info (logs and model fits), 2 debug.
+    :param seed: Random seed.
+    :param device: Device of the model and the planner (``auto``, ``cpu``, ``cuda``).
+    :param _init_setup_model: Build the model at construction.
+    """
+
+    policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"MlpPolicy": MPCPolicy}
+    policy: MPCPolicy
+
+    def __init__(
+        self,
+        policy: Union[str, Type[MPCPolicy]],
+        env: Union[GymEnv, str],
+        learning_rate: Union[float, Schedule] = 1e-3,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 200,
+        batch_size: int = 256,
+        model_train_freq: Union[int, Tuple[int, str]] = (1, "episode"),
+        ensemble_size: int = 5,
+        num_elites: Optional[int] = None,
+        horizon: int = 25,
+        num_particles: int = 20,
+        propagation: str = "fixed_model",
+        optimizer: str = "cem",
+        optimizer_kwargs: Optional[Dict[str, Any]] = None,
+        reward_fn: TransitionFnArg = "auto",
+        termination_fn: TransitionFnArg = "auto",
+        model_epochs: Optional[int] = None,
+        model_patience: int = 5,
+        holdout_ratio: float = 0.2,
+        replay_buffer_class: Optional[Type[ReplayBuffer]] = None,
+        replay_buffer_kwargs: Optional[Dict[str, Any]] = None,
+        policy_kwargs: Optional[Dict[str, Any]] = None,
+        stats_window_size: int = 100,
+        tensorboard_log: Optional[str] = None,
+        verbose: int = 0,
+        seed: Optional[int] = None,
+        device: Union[th.device, str] = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=1.0,
+            gamma=1.0,
+            train_freq=model_train_freq,
+            gradient_steps=1,  # one model fit per train() call
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            support_multi_env=True,
+        )
+        if self.env is not None and not isinstance(self.action_space, spaces.Box):
+            raise ValueError(f"PETS needs a continuous (Box) action space; got {self.action_space}")
+        if self.env is not None and not isinstance(self.observation_space, spaces.Box):
+            raise ValueError(f"PETS needs a Box observation space; got {self.observation_space}")
+        self.ensemble_size = ensemble_size
+        self.num_elites = num_elites
+        self.horizon = horizon
+        self.num_particles = num_particles
+        self.propagation = propagation
+        self.optimizer = optimizer
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
+        self.model_epochs = model_epochs
+        self.model_patience = model_patience
+        self.holdout_ratio = holdout_ratio
+        self.env_id = env_id_of(self.env)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = ReplayBuffer
+        self.replay_buffer = self.replay_buffer_class(
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            optimize_memory_usage=self.optimize_memory_usage,
+            **self.replay_buffer_kwargs,
+        )
+        reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space,
+            self.action_space,
+            self.lr_schedule,
+            ensemble_size=self.ensemble_size,
+            num_elites=self.num_elites,
+            horizon=self.horizon,
+            num_particles=self.num_particles,
+            propagation=self.propagation,
+            planner=self.optimizer,
+            planner_kwargs=self.optimizer_kwargs,
+            reward_fn=reward,
+            termination_fn=termination,
+            **self.policy_kwargs,
+        )
+        self.policy = self.policy.to(self.device)
+        self.model_trainer = EnsembleTrainer(
+            self.policy.dynamics,
+            batch_size=self.batch_size,
+            holdout_ratio=self.holdout_ratio,
+            max_epochs=self.model_epochs,
+            patience=self.model_patience,
+            optimizer=self.policy.optimizer,
+        )
+        self._convert_train_freq()
+
+    # ------------------------------------------------------------------ acting
+    def _sample_action(
+        self, learning_starts: int, action_noise: Optional[ActionNoise] = None, n_envs: int = 1
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Random actions during warm-up, then MPC; the first plan waits for the first model fit."""
+        if self.num_timesteps >= learning_starts and not bool(self.policy.fitted) and self.replay_buffer.size() > 0:
+            self.train(gradient_steps=1, batch_size=self.batch_size)
+        if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
+            unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
+        else:
+            unscaled_action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
+        scaled_action = self.policy.scale_action(unscaled_action)
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: Union[np.ndarray, Dict[str, np.ndarray]],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: List[Dict[str, Any]],
+    ) -> None:
+        check_finite_transition("PETS", new_obs, reward, self.num_timesteps)  # type: ignore[arg-type]
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if dones.any():
+            self.policy.reset_plans(dones)
+
+    # ------------------------------------------------------------------ model fitting
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """Refit the ensemble on every real transition collected so far."""
+        self.policy.set_training_mode(True)
+        obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
+        start = time.perf_counter()
+
+        def show_epoch(epoch: int, loss: float, holdout: th.Tensor) -> None:
+            if self.verbose >= 2:
+                print(f"  model epoch {epoch}: train loss {loss:.4f}, holdout MSE {holdout.mean().item():.5f}")
+
+        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
+        fit_seconds = time.perf_counter() - start
+        self.policy.fitted.fill_(True)
+        self.policy.set_training_mode(False)
+        self._n_updates += 1
+        self.logger.record("train/model_loss", metrics["train_loss"])
+        self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
+        self.logger.record("train/model_epochs", metrics["epochs"])
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("time/model_fit_s", fit_seconds)
+        if self.verbose >= 1:
+            print(
+                f"PETS model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
+                f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s"
+            )
+
+    def _dump_logs(self) -> None:
+        times = self.policy.planning_stats()
+        if times:
+            self.logger.record("time/planning_ms", float(np.mean(times)))
+            self.logger.record("time/planning_ms_p95", float(np.percentile(times, 95)))
+        super()._dump_logs()
+
+    def learn(
+        self: SelfPETS,
+        total_timesteps: int,
+        callback=None,
+        log_interval: int = 1,
+        tb_log_name: str = "PETS",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPETS:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> List[str]:
+        return [*super()._excluded_save_params(), "model_trainer"]
+
+    def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
+        return ["policy", "policy.optimizer"], []

@@ -1,0 +1,287 @@
+"""PETS as an SB3 algorithm."""
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnRewardThreshold,
+)
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import KVWriter, Logger
+
+from sb3_mbrl import PETS
+from sb3_mbrl.envs.rewards import pendulum_reward
+
+TINY = dict(
+    learning_starts=50,
+    model_train_freq=50,
+    ensemble_size=3,
+    horizon=5,
+    num_particles=2,
+    optimizer_kwargs=dict(population_size=16, num_elites=4, iterations=2),
+    model_epochs=3,
+    policy_kwargs=dict(net_arch=[32, 32]),
+)
+
+
+def tiny_pets(env="Pendulum-v1", **kwargs):
+    settings = {**TINY, **kwargs}
+    return PETS("MlpPolicy", env, seed=0, **settings)
+
+
+class CaptureKeys(KVWriter):
+    def __init__(self):
+        self.records = []
+
+    def write(self, key_values, key_excluded, step=0):
+        self.records.append(dict(key_values))
+
+    def close(self):
+        pass
+
+
+class NaNAfter(gym.Wrapper):
+    def __init__(self, env, steps):
+        super().__init__(env)
+        self.steps, self.count = steps, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += 1
+        if self.count >= self.steps:
+            obs = obs * np.nan
+        return obs, reward, terminated, truncated, info
+
+
+class ConstantDim(gym.ObservationWrapper):
+    """Adds an observation dimension that never changes."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        low, high = env.observation_space.low, env.observation_space.high
+        self.observation_space = spaces.Box(np.append(low, 0.0), np.append(high, 10.0), dtype=np.float32)
+
+    def observation(self, obs):
+        return np.append(obs, 3.0).astype(np.float32)
+
+
+class BoxActionDiscreteObs(gym.Env):
+    observation_space = spaces.Discrete(3)
+    action_space = spaces.Box(-1, 1, (1,))
+
+    def reset(self, seed=None, options=None):
+        return 0, {}
+
+    def step(self, action):
+        return 0, 0.0, False, False, {}
+
+
+def test_learn_logs_and_predicts():
+    model = tiny_pets(verbose=0)
+    capture = CaptureKeys()
+    model.set_logger(Logger(None, [capture]))
+    model.learn(total_timesteps=400)
+    assert model.num_timesteps == 400 and model.replay_buffer.size() == 400
+    assert bool(model.policy.fitted)
+    keys = set().union(*capture.records)
+    for key in ("rollout/ep_rew_mean", "train/model_loss", "train/model_holdout_mse", "time/planning_ms"):
+        assert key in keys, key
+    assert not model.policy.dynamics.learn_reward  # Pendulum's known reward replaced the head
+    action, _ = model.predict(np.zeros(3, dtype=np.float32))
+    assert action.shape == (1,) and -2 <= action[0] <= 2
+    mean, _ = evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
+    assert np.isfinite(mean)
+
+
+def test_reward_and_termination_lookup():
+    assert tiny_pets(reward_fn=None).policy.dynamics.learn_reward
+    assert tiny_pets(reward_fn=pendulum_reward).policy.model_env.reward_fn is pendulum_reward
+    model = tiny_pets("InvertedPendulum-v4")
+    assert model.policy.model_env.termination_fn is not None
+    with pytest.warns(UserWarning, match="termination"):
+        tiny_pets("InvertedPendulum-v4", termination_fn=None)
+    with pytest.raises(ValueError, match="reward_fn"):
+        tiny_pets(reward_fn="pendulum")
+
+
+@pytest.mark.parametrize("env_id, space", [("CartPole-v1", "Discrete"), ("MountainCar-v0", "Discrete")])
+def test_refuses_discrete_actions(env_id, space):
+    with pytest.raises(ValueError, match=f"PETS.*{space}"):
+        PETS("MlpPolicy", env_id)
+
+
+def test_refuses_multidiscrete_actions_and_non_box_observations():
+    class MultiDiscreteEnv(BoxActionDiscreteObs):
+        observation_space = spaces.Box(-1, 1, (2,))
+        action_space = spaces.MultiDiscrete([2, 3])
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(2, np.float32), {}
+
+    with pytest.raises(ValueError, match="PETS.*MultiDiscrete"):
+        PETS("MlpPolicy", MultiDiscreteEnv())
+    with pytest.raises(ValueError, match="PETS.*Box observation.*Discrete"):
+        PETS("MlpPolicy", BoxActionDiscreteObs())
+
+
+def test_nan_observation_stops_training():
+    env = NaNAfter(gym.make("Pendulum-v1"), steps=30)
+    model = tiny_pets(env)
+    with pytest.raises(ValueError, match="NaN or inf observations at env step"):
+        model.learn(100)
+    assert model.replay_buffer.size() == 29  # nothing non-finite reached the buffer
+
+
+def test_constant_observation_dimension_is_fine():
+    model = tiny_pets(ConstantDim(gym.make("Pendulum-v1")), reward_fn=None)
+    model.learn(150)
+    assert th.isfinite(model.policy.dynamics.input_std).all()
+    assert model.policy.dynamics.input_std[0, 3] == 1.0
+    assert np.isfinite(model.predict(np.array([1, 0, 0, 3], np.float32))[0]).all()
+
+
+def test_save_load_plans_identically(tmp_path):
+    model = tiny_pets()
+    model.learn(200)
+    model.save(tmp_path / "pets")
+    loaded = PETS.load(tmp_path / "pets")
+    for key, value in model.policy.state_dict().items():
+        th.testing.assert_close(loaded.policy.state_dict()[key], value, msg=key)
+    assert loaded.horizon == model.horizon and loaded.optimizer_kwargs == model.optimizer_kwargs
+    obs = np.array([[0.3, -0.95, 0.5]], dtype=np.float32)
+    actions = []
+    for algo in (model, loaded):
+        th.manual_seed(7)
+        actions.append(algo.predict(obs, episode_start=np.array([True]))[0])
+    np.testing.assert_array_equal(actions[0], actions[1])
+    # The model optimizer state is saved too, so fitting continues where it was.
+    assert loaded.policy.optimizer.state_dict()["state"].keys() == model.policy.optimizer.state_dict()["state"].keys()
+
+
+def test_replay_buffer_round_trip_and_continued_learning(tmp_path):
+    model = tiny_pets()
+    model.learn(150)
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = PETS.load_replay_buffer  # noqa: B018 - the method exists on the class
+    other = tiny_pets()
+    other.load_replay_buffer(tmp_path / "buffer")
+    assert other.replay_buffer.size() == 150
+    np.testing.assert_array_equal(other.replay_buffer.observations[:150], model.replay_buffer.observations[:150])
+    model.learn(100, reset_num_timesteps=False)
+    assert model.num_timesteps == 250 and model.replay_buffer.size() == 250
+    assert loaded is not None
+
+
+def test_seeded_runs_are_repeatable():
+    buffers = []
+    for _ in range(2):
+        model = tiny_pets()
+        model.learn(150)
+        buffers.append(model.replay_buffer.actions[:150].copy())
+    np.testing.assert_array_equal(buffers[0], buffers[1])
+
+
+def test_warm_start_shifts_previous_plan():
+    model = tiny_pets()
+    model.learn(100)
+    policy = model.policy
+    calls = []
+    planner = policy._planner
+    original = planner.optimize
+
+    def spy(objective, initial_mean=None, n_starts=1, **kwargs):
+        plan = original(objective, initial_mean, n_starts, **kwargs)
+        calls.append((initial_mean.clone(), plan.clone()))
+        return plan
+
+    planner.optimize = spy
+    obs = np.zeros((1, 3), dtype=np.float32)
+    model.predict(obs, episode_start=np.array([True]))
+    model.predict(obs, episode_start=np.array([False]))
+    (first_init, first_plan), (second_init, _) = calls
+    assert th.equal(first_init, th.zeros_like(first_init))  # fresh episode: middle of the box
+    th.testing.assert_close(second_init[:, :-1], first_plan[:, 1:])
+    model.predict(obs, episode_start=np.array([True]))
+    assert th.equal(calls[2][0], th.zeros_like(first_init))
+
+
+def test_vec_env_with_two_envs_and_per_env_reset():
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = tiny_pets(env)
+    model.learn(200)
+    assert model.replay_buffer.size() == 100  # 100 steps x 2 envs
+    actions, _ = model.predict(np.zeros((2, 3), np.float32))
+    assert actions.shape == (2, 1)
+    before = model.policy._plan.clone()
+    model.policy.reset_plans(np.array([True, False]))
+    assert th.equal(model.policy._plan[0], th.zeros_like(before[0]))
+    assert th.equal(model.policy._plan[1], before[1])
+
+
+def test_callbacks_fire_and_can_stop(tmp_path):
+    class StopAt(BaseCallback):
+        def _on_step(self):
+            return self.num_timesteps < 75
+
+    model = tiny_pets()
+    model.learn(1000, callback=StopAt())
+    assert model.num_timesteps == 75
+
+    eval_env = gym.make("Pendulum-v1")
+    stop = StopTrainingOnRewardThreshold(reward_threshold=-1e9, verbose=0)
+    eval_cb = EvalCallback(eval_env, callback_on_new_best=stop, eval_freq=70, n_eval_episodes=1, verbose=0)
+    checkpoint = CheckpointCallback(save_freq=70, save_path=str(tmp_path), name_prefix="pets")
+    model = tiny_pets()
+    model.learn(1000, callback=CallbackList([checkpoint, eval_cb]))
+    assert model.num_timesteps == 70
+    assert eval_cb.last_mean_reward > -1e9
+    assert (tmp_path / "pets_70_steps.zip").is_file()
+
+
+def test_predict_before_training_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="not been trained"):
+        tiny_pets().predict(np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("optimizer", ["icem", "mppi", "random"])
+@pytest.mark.parametrize("propagation", ["random_model", "expectation"])
+def test_other_planners_and_propagations(optimizer, propagation):
+    kwargs = {"icem": dict(population_size=16, num_elites=4, iterations=2), "mppi": dict(population_size=16, iterations=2)}
+    model = tiny_pets(optimizer=optimizer, propagation=propagation, optimizer_kwargs=kwargs.get(optimizer, {"population_size": 16}))
+    model.learn(60)
+    assert model.predict(np.zeros(3, np.float32))[0].shape == (1,)
+
+
+def test_bf16_planning():
+    model = tiny_pets(policy_kwargs=dict(net_arch=[32, 32], planning_dtype="bfloat16"))
+    model.learn(60)
+    assert model.policy.model_env.compute_dtype == th.bfloat16
+    assert np.isfinite(model.predict(np.zeros(3, np.float32))[0]).all()
+    with pytest.raises(ValueError, match="planning_dtype"):
+        tiny_pets(policy_kwargs=dict(planning_dtype="float8"))
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_cuda():
+    model = tiny_pets(device="cuda")
+    model.learn(80)
+    assert next(model.policy.dynamics.parameters()).device.type == "cuda"
+    assert model.predict(np.zeros(3, np.float32))[0].shape == (1,)
+
+
+def test_cli_train_pets(tmp_path):
+    cmd = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "250", "-f", "logs",
+           "--seed", "0", "--eval-freq", "-1", "--hyperparams", "horizon:5", "num_particles:2", "learning_starts:200"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "logs" / "pets" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
