@@ -8,6 +8,7 @@ commands:
   train    rl-zoo's train (same flags as `python -m rl_zoo3.train`), sb3_mbrl algorithms
            registered and zoo_configs/<algo>.yml as their default hyperparameters
   enjoy    rl-zoo's enjoy (same flags as `python -m rl_zoo3.enjoy`)
+  imitate  imitation learning: `sb3-mbrl imitate expert|demos|bc|gail --env ENV ...`
 
 `sb3-mbrl COMMAND --help` shows the flags of a command.
 """
@@ -21,7 +22,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     command, rest = argv[0], argv[1:]
     from sb3_mbrl import zoo
 
-    commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy}
+    commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy,
+                "imitate": lambda rest: __import__("sb3_mbrl.imitation_learning.cli", fromlist=["main"]).main(rest)}
     if command not in commands:
         print(f"sb3-mbrl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

@@ -157,6 +157,7 @@ def write_json_atomic(path: PathLike, data: Dict[str, Any]) -> None:
         with os.fdopen(fd, "w") as file:
             json.dump(data, file, indent=2, sort_keys=True)
             file.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,164 @@
+"""``sb3-mbrl imitate expert|demos|bc|gail``: the imitation-learning pipeline from the command line."""
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sb3_mbrl.imitation_learning.common import ImitationError, publish, read_json, staging_dir, write_json_atomic
+
+EXPERT_FILE = "expert.zip"
+DEMOS_DIR = "demos"
+POLICY_FILES = {"bc": "bc_policy.zip", "gail": "gail_policy.zip"}
+SUMMARY_FILE = "summary.json"
+
+DESCRIPTION = """Imitation learning with `imitation` 1.0.1, one output folder per task:
+  expert  train an SB3 expert (PPO or SAC, hyperparameters from zoo_configs)  -> expert.zip
+  demos   roll out the expert for N episodes (imitation.data.rollout)           -> demos/
+  bc      behavioural cloning from the demos (imitation BC)                     -> bc_policy.zip
+  gail    GAIL from the demos (PPO generator, normalised BasicRewardNet)        -> gail_policy.zip
+Every command also merges its settings and evaluation into summary.json. Policies are SB3 model
+zips: load them with PPO.load / SAC.load (or sb3_mbrl.imitation_learning.load_model).
+Outputs appear only when the whole command succeeded."""
+
+
+def default_output_dir(env_id: str) -> Path:
+    return Path("imitation") / env_id.replace("/", "-")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sb3-mbrl imitate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--env", required=True, help="fixed-horizon task, e.g. seals/CartPole-v0 or Pendulum-v1")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--output-dir", "-o", type=Path, default=None, help="default: imitation/<env id>")
+        p.add_argument("--eval-episodes", type=int, default=20, help="evaluation episodes (evaluate_policy)")
+        p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for small MLPs)")
+        p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("expert", help="train an SB3 expert from zoo_configs")
+    common(p)
+    p.add_argument("--algo", default=None, help="ppo, sac, ... (default: sac for Box actions, ppo otherwise)")
+    p.add_argument("--expert-steps", type=int, default=None, help="default: n_timesteps of the zoo config")
+
+    p = sub.add_parser("demos", help="collect expert demonstrations")
+    common(p)
+    p.add_argument("--expert", type=Path, default=None, help=f"SB3 model zip (default: OUTPUT_DIR/{EXPERT_FILE})")
+    p.add_argument("--expert-algo", default=None, help="algorithm of --expert (guessed from the zip by default)")
+    p.add_argument("--n-episodes", type=int, default=10)
+    p.add_argument("--stochastic", action="store_true", help="sample expert actions instead of its deterministic ones")
+    p.add_argument("--allow-variable-horizon", action="store_true", help="accept tasks whose episodes end early")
+
+    for name, help_text in (("bc", "behavioural cloning"), ("gail", "GAIL")):
+        p = sub.add_parser(name, help=help_text)
+        common(p)
+        p.add_argument("--demos", type=Path, default=None, help=f"demonstrations folder (default: OUTPUT_DIR/{DEMOS_DIR})")
+        p.add_argument("--n-episodes", type=int, default=None, help="use the first N demonstration episodes (default: all)")
+        p.add_argument("--expert", type=Path, default=None,
+                       help=f"expert for the normalised score (default: OUTPUT_DIR/{EXPERT_FILE} if any, else the demos' return)")
+        if name == "bc":
+            p.add_argument("--bc-batches", type=int, default=3000, help="gradient steps")
+            p.add_argument("--batch-size", type=int, default=64)
+        else:
+            p.add_argument("--gail-steps", type=int, default=300_000, help="generator environment steps")
+            p.add_argument("--allow-variable-horizon", action="store_true", help="accept tasks whose episodes end early")
+    return parser
+
+
+def _load_summary(output_dir: Path, env_id: str) -> Dict[str, Any]:
+    summary = read_json(output_dir / SUMMARY_FILE) or {}
+    if summary.get("env_id", env_id) != env_id:
+        raise ImitationError(f"{output_dir} holds results for {summary['env_id']}, not {env_id}: choose another --output-dir")
+    summary["env_id"] = env_id
+    return summary
+
+
+def _expert_return(args, output_dir: Path, summary: Dict[str, Any], demos) -> Dict[str, Any]:
+    """Expert reference return: evaluate the expert zip if there is one, else the demos' mean return."""
+    from sb3_mbrl.imitation_learning.demos import demo_stats
+    from sb3_mbrl.imitation_learning.evaluation import evaluate
+    from sb3_mbrl.imitation_learning.experts import load_model
+
+    path = args.expert or output_dir / EXPERT_FILE
+    if args.expert is not None or path.is_file():
+        mean, _ = evaluate(load_model(path, device=args.device), args.env, n_episodes=args.eval_episodes, seed=args.seed)
+        return {"expert_return": mean, "expert_return_source": str(path)}
+    return {"expert_return": demo_stats(demos)["return_mean"], "expert_return_source": "demonstrations"}
+
+
+def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Run one ``imitate`` command; returns the summary entry it wrote."""
+    args = _parser().parse_args(argv)
+    from sb3_mbrl.imitation_learning import demos as demos_mod
+    from sb3_mbrl.imitation_learning import evaluation, experts, trainers
+
+    trainers.set_torch_threads(args.threads)
+    output_dir = args.output_dir or default_output_dir(args.env)
+    summary = _load_summary(output_dir, args.env)
+    start = time.time()
+    entry: Dict[str, Any] = {"seed": args.seed}
+    with staging_dir(output_dir) as stage:
+        if args.command == "expert":
+            algo = (args.algo or experts.default_expert_algo(args.env)).lower()
+            _, zoo_steps, _, _ = experts.expert_kwargs(algo, args.env)
+            model = experts.train_expert(args.env, algo=algo, timesteps=args.expert_steps, seed=args.seed, device=args.device)
+            model.save(stage / EXPERT_FILE)
+            mean, std = evaluation.evaluate(model, args.env, n_episodes=args.eval_episodes, seed=args.seed)
+            rand, _ = evaluation.random_return(args.env, n_episodes=args.eval_episodes, seed=args.seed)
+            entry.update(algo=algo, timesteps=args.expert_steps or zoo_steps, path=EXPERT_FILE,
+                         mean_return=mean, std_return=std, random_return=rand)
+        elif args.command == "demos":
+            path = args.expert or output_dir / EXPERT_FILE
+            if not Path(path).is_file():
+                raise ImitationError(
+                    f"No expert at {path}: train one with `sb3-mbrl imitate expert --env {args.env}` or pass --expert"
+                )
+            expert = experts.load_model(path, algo=args.expert_algo, device=args.device)
+            trajs = demos_mod.collect_demos(
+                expert, args.env, args.n_episodes, seed=args.seed, deterministic=not args.stochastic,
+                allow_variable_horizon=args.allow_variable_horizon,
+            )
+            demos_mod.save_demos(trajs, stage / DEMOS_DIR)
+            entry.update(demos_mod.demo_stats(trajs), path=DEMOS_DIR, expert=str(path), deterministic=not args.stochastic)
+        else:
+            demos_path = args.demos or output_dir / DEMOS_DIR
+            trajs = demos_mod.load_demos(demos_path, env_id=args.env, n_episodes=args.n_episodes)
+            if args.command == "bc":
+                model = trainers.train_bc(trajs, args.env, seed=args.seed, n_batches=args.bc_batches,
+                                          batch_size=args.batch_size, device=args.device)
+                entry.update(n_batches=args.bc_batches, batch_size=args.batch_size)
+            else:
+                model = trainers.train_gail(trajs, args.env, timesteps=args.gail_steps, seed=args.seed,
+                                            allow_variable_horizon=args.allow_variable_horizon, device=args.device)
+                entry.update(gail_steps=args.gail_steps)
+            model.save(stage / POLICY_FILES[args.command])
+            reference = _expert_return(args, output_dir, summary, trajs)
+            result = evaluation.evaluate_against(
+                model, args.env, reference["expert_return"], n_episodes=args.eval_episodes, seed=args.seed
+            )
+            entry.update(result.to_dict(), **reference, demos=str(demos_path), n_demo_episodes=len(trajs),
+                         path=POLICY_FILES[args.command], load_with="stable_baselines3.PPO.load")
+        entry["wall_s"] = round(time.time() - start, 1)
+        summary[args.command] = entry
+        write_json_atomic(stage / SUMMARY_FILE, summary)
+        publish(stage, output_dir)
+    return entry
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    import json
+
+    try:
+        entry = run(argv)
+    except ImitationError as error:
+        print(f"sb3-mbrl imitate: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(json.dumps(entry, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

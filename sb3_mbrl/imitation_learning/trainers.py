@@ -1,0 +1,192 @@
+"""BC and GAIL through `imitation`, each returning an SB3 ``PPO`` model that holds the learned policy."""
+import warnings
+from typing import Any, Dict, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from imitation.data.types import Trajectory
+from stable_baselines3 import PPO
+
+from sb3_mbrl.imitation_learning.common import (
+    ImitationError,
+    PathLike,
+    VariableHorizonError,
+    check_fixed_horizon,
+    make_venv,
+    variable_horizon_message,
+)
+from sb3_mbrl.imitation_learning.demos import DemonstrationError, check_demos_match_spaces
+
+
+def _quiet_logger(log_dir: Optional[PathLike] = None):
+    """imitation's logger; writes nothing unless ``log_dir`` is given (then log + csv there)."""
+    from imitation.util import logger as imit_logger
+
+    if log_dir is None:
+        import tempfile
+
+        return imit_logger.configure(folder=tempfile.gettempdir(), format_strs=[])
+    return imit_logger.configure(folder=str(log_dir), format_strs=["log", "csv"])
+
+
+def _check_demos(demos: Sequence[Trajectory], observation_space: gym.Space, action_space: gym.Space) -> None:
+    if demos is None or len(demos) == 0:
+        raise DemonstrationError("No demonstrations given (zero episodes)")
+    check_demos_match_spaces(demos, observation_space, action_space)
+
+
+# ---------------------------------------------------------------------------------------------
+# BC
+
+
+def train_bc(
+    demos: Sequence[Trajectory],
+    env_id: str,
+    seed: int = 0,
+    n_batches: int = 3000,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    net_arch: Sequence[int] = (64, 64),
+    ent_weight: float = 1e-3,
+    l2_weight: float = 0.0,
+    device: str = "auto",
+    log_dir: Optional[PathLike] = None,
+) -> PPO:
+    """
+    Behavioural cloning with ``imitation.algorithms.bc.BC``.
+
+    The cloned policy is the ``ActorCriticPolicy`` of an (untrained) SB3 ``PPO`` model, so the
+    result is an ordinary SB3 model: ``model.predict``, ``evaluate_policy``, ``model.save(path)``
+    and ``PPO.load(path)`` (safe with torch >= 2.6), and it can be fine-tuned with ``model.learn``.
+
+    :param n_batches: gradient steps (the same number whatever the amount of data)
+    """
+    venv = make_venv(env_id, n_envs=1, seed=seed, rollout_info=False)
+    _check_demos(demos, venv.observation_space, venv.action_space)
+    from imitation.algorithms import bc
+
+    model = PPO("MlpPolicy", venv, seed=seed, device=device, policy_kwargs={"net_arch": list(net_arch)})
+    trainer = bc.BC(
+        observation_space=venv.observation_space,
+        action_space=venv.action_space,
+        rng=np.random.default_rng(seed),
+        policy=model.policy,
+        demonstrations=list(demos),
+        batch_size=batch_size,
+        optimizer_kwargs={"lr": learning_rate},
+        ent_weight=ent_weight,
+        l2_weight=l2_weight,
+        device=model.device,
+        custom_logger=_quiet_logger(log_dir),
+    )
+    with warnings.catch_warnings():
+        # imitation's BC logger calls float() on tensors that require grad
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+        trainer.train(n_batches=int(n_batches), progress_bar=False, log_interval=max(1, int(n_batches)))
+    model.policy.set_training_mode(False)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# GAIL
+
+# Generator (PPO) settings. Box actions: rl-zoo's PPO Pendulum-v1 hyperparameters. Discrete:
+# imitation's seals/CartPole-v0 GAIL example, with shorter rollouts (more rounds per step).
+GAIL_GEN_DISCRETE: Dict[str, Any] = dict(
+    n_envs=8, n_steps=256, batch_size=64, ent_coef=0.0, learning_rate=4e-4, gamma=0.95, n_epochs=5
+)
+GAIL_GEN_BOX: Dict[str, Any] = dict(
+    n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3,
+    clip_range=0.2, use_sde=True, sde_sample_freq=4,
+)
+# Discriminator settings (imitation's seals/CartPole-v0 GAIL example).
+GAIL_DISC: Dict[str, Any] = dict(demo_batch_size=1024, gen_replay_buffer_capacity=512, n_disc_updates_per_round=8)
+
+
+def gail_defaults(action_space: gym.Space) -> Dict[str, Dict[str, Any]]:
+    """The default generator and discriminator settings for an action space (copies)."""
+    gen = GAIL_GEN_BOX if isinstance(action_space, gym.spaces.Box) else GAIL_GEN_DISCRETE
+    return {"gen": dict(gen), "disc": dict(GAIL_DISC)}
+
+
+def train_gail(
+    demos: Sequence[Trajectory],
+    env_id: str,
+    timesteps: int,
+    seed: int = 0,
+    gen_kwargs: Optional[Dict[str, Any]] = None,
+    disc_kwargs: Optional[Dict[str, Any]] = None,
+    reward_hid_sizes: Sequence[int] = (32, 32),
+    allow_variable_horizon: bool = False,
+    device: str = "auto",
+    log_dir: Optional[PathLike] = None,
+    callback=None,
+) -> PPO:
+    """
+    GAIL with ``imitation.algorithms.adversarial.gail.GAIL``: a PPO generator and a
+    ``BasicRewardNet`` discriminator whose inputs are normalised by a ``RunningNorm`` layer.
+
+    :param timesteps: generator environment steps (rounded down to whole rounds of
+        ``n_envs * n_steps``)
+    :param gen_kwargs: overrides of the generator's settings (``n_envs`` and PPO arguments);
+        defaults from ``gail_defaults``
+    :param disc_kwargs: overrides of ``demo_batch_size``, ``gen_replay_buffer_capacity``,
+        ``n_disc_updates_per_round``, ``disc_opt_kwargs`` ...
+    :param callback: ``callback(round)`` called by imitation after each round
+    :return: the generator, an SB3 ``PPO`` model (save with ``model.save``)
+    """
+    from imitation.algorithms.adversarial.gail import GAIL
+    from imitation.rewards.reward_nets import BasicRewardNet
+    from imitation.util.networks import RunningNorm
+
+    check_fixed_horizon(env_id, seed=seed, allow_variable_horizon=allow_variable_horizon)
+    probe = make_venv(env_id, n_envs=1, seed=seed, rollout_info=False)
+    defaults = gail_defaults(probe.action_space)
+    _check_demos(demos, probe.observation_space, probe.action_space)
+    probe.close()
+    gen = {**defaults["gen"], **(gen_kwargs or {})}
+    disc = {**defaults["disc"], **(disc_kwargs or {})}
+    # imitation needs demo_batch_size <= number of expert transitions: shrink it for few demos.
+    n_transitions = sum(len(traj) for traj in demos)
+    if disc["demo_batch_size"] > n_transitions:
+        disc["demo_batch_size"] = n_transitions
+        disc.pop("demo_minibatch_size", None)
+    n_envs = int(gen.pop("n_envs"))
+    round_steps = n_envs * int(gen.get("n_steps", 2048))
+    if int(timesteps) < round_steps:
+        raise ImitationError(f"GAIL needs at least one round of n_envs * n_steps = {round_steps} steps, got {timesteps}")
+
+    venv = make_venv(env_id, n_envs=n_envs, seed=seed, rollout_info=False)
+    learner = PPO("MlpPolicy", venv, seed=seed, device=device, **gen)
+    reward_net = BasicRewardNet(
+        observation_space=venv.observation_space,
+        action_space=venv.action_space,
+        normalize_input_layer=RunningNorm,
+        hid_sizes=tuple(reward_hid_sizes),
+    )
+    trainer = GAIL(
+        demonstrations=list(demos),
+        venv=venv,
+        gen_algo=learner,
+        reward_net=reward_net,
+        allow_variable_horizon=allow_variable_horizon,
+        custom_logger=_quiet_logger(log_dir),
+        **disc,
+    )
+    try:
+        trainer.train(int(timesteps), callback=callback)
+    except ValueError as error:
+        if "Episodes of different length" in str(error):
+            raise VariableHorizonError(variable_horizon_message(env_id, [])) from error
+        raise
+    finally:
+        venv.close()
+    learner.policy.set_training_mode(False)
+    return learner
+
+
+def set_torch_threads(n: Optional[int]) -> None:
+    """``torch.set_num_threads(n)`` when ``n`` is given (small MLPs run best on one thread)."""
+    if n:
+        th.set_num_threads(int(n))

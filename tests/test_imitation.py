@@ -1,0 +1,231 @@
+"""Imitation learning: demo round trip, BC and GAIL smoke runs, safe policy loading, errors, CLI."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+
+from sb3_mbrl.imitation_learning import (
+    DemonstrationError,
+    VariableHorizonError,
+    collect_demos,
+    load_demos,
+    load_model,
+    make_venv,
+    normalised_score,
+    save_demos,
+    train_bc,
+    train_gail,
+)
+from sb3_mbrl.imitation_learning import cli as imitate_cli
+
+CARTPOLE = "seals/CartPole-v0"
+PENDULUM = "Pendulum-v1"
+TINY_GAIL = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
+TINY_DISC = dict(demo_batch_size=64, gen_replay_buffer_capacity=128, n_disc_updates_per_round=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def untrained(env_id: str, algo=PPO):
+    """An untrained SB3 model: demonstrations only need the right spaces here."""
+    return algo("MlpPolicy", make_venv(env_id, n_envs=1, rollout_info=False), seed=0)
+
+
+@pytest.fixture(scope="module")
+def cartpole_demos():
+    return collect_demos(untrained(CARTPOLE), CARTPOLE, n_episodes=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pendulum_demos():
+    return collect_demos(untrained(PENDULUM, SAC), PENDULUM, n_episodes=2, seed=0)
+
+
+def test_collect_exact_episodes_fixed_horizon(cartpole_demos, pendulum_demos):
+    assert len(cartpole_demos) == 2 and all(len(t) == 500 for t in cartpole_demos)
+    assert len(pendulum_demos) == 2 and all(len(t) == 200 for t in pendulum_demos)
+    assert pendulum_demos[0].acts.shape == (200, 1)
+
+
+def test_demo_round_trip(tmp_path, cartpole_demos):
+    path = save_demos(cartpole_demos, tmp_path / "demos")
+    loaded = load_demos(path, env_id=CARTPOLE)
+    assert len(loaded) == len(cartpole_demos)
+    for a, b in zip(cartpole_demos, loaded):
+        np.testing.assert_array_equal(a.obs, b.obs)
+        np.testing.assert_array_equal(a.acts, b.acts)
+        np.testing.assert_array_equal(a.rews, b.rews)
+        assert a.terminal == b.terminal
+    assert len(load_demos(path, env_id=CARTPOLE, n_episodes=1)) == 1
+    # Saving again replaces the folder; no temporary folders are left behind.
+    save_demos(cartpole_demos[:1], path)
+    assert len(load_demos(path)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demos"]
+
+
+def test_demo_errors(tmp_path, cartpole_demos):
+    with pytest.raises(DemonstrationError, match="No demonstrations at"):
+        load_demos(tmp_path / "missing")
+    pickle_file = tmp_path / "demos.pkl"
+    pickle_file.write_bytes(b"not a pickle")
+    with pytest.raises(DemonstrationError, match="pickle"):
+        load_demos(pickle_file)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "dataset_info.json").write_text("{ not json")
+    with pytest.raises(DemonstrationError, match="Could not read"):
+        load_demos(corrupt)
+    path = save_demos(cartpole_demos, tmp_path / "demos")
+    arrow = next(path.glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:200])
+    with pytest.raises(DemonstrationError, match="Could not read"):
+        load_demos(path)
+    with pytest.raises(DemonstrationError, match="zero episodes"):
+        save_demos([], tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(DemonstrationError, match="positive"):
+        collect_demos(untrained(CARTPOLE), CARTPOLE, n_episodes=0)
+    with pytest.raises(DemonstrationError, match="fewer than"):
+        load_demos(save_demos(cartpole_demos, tmp_path / "two"), n_episodes=3)
+
+
+def test_demos_must_match_env(tmp_path, cartpole_demos, pendulum_demos):
+    path = save_demos(cartpole_demos, tmp_path / "cartpole")
+    with pytest.raises(DemonstrationError, match="observations have shape"):
+        load_demos(path, env_id=PENDULUM)
+    with pytest.raises(DemonstrationError, match="observations have shape"):
+        train_bc(pendulum_demos, CARTPOLE, n_batches=1)
+    with pytest.raises(DemonstrationError, match="zero episodes"):
+        train_bc([], CARTPOLE, n_batches=1)
+    with pytest.raises(DemonstrationError, match="expert's spaces"):
+        collect_demos(untrained(PENDULUM, SAC), CARTPOLE, n_episodes=1)
+
+
+def test_variable_horizon_refused_unless_asked():
+    with pytest.raises(VariableHorizonError, match="variable horizon.*seals/CartPole-v0"):
+        collect_demos(untrained("CartPole-v1"), "CartPole-v1", n_episodes=1)
+    demos = collect_demos(untrained("CartPole-v1"), "CartPole-v1", n_episodes=2, allow_variable_horizon=True)
+    assert len(demos) == 2
+    with pytest.raises(VariableHorizonError):
+        train_gail(demos, "CartPole-v1", timesteps=128, gen_kwargs=TINY_GAIL, disc_kwargs=TINY_DISC)
+
+
+def _actions_in_fresh_process(path: Path, obs: np.ndarray) -> np.ndarray:
+    """Load ``path`` with PPO.load in a new interpreter (torch's default, safe, loading) and act."""
+    code = (
+        "import sys, json, numpy as np, torch\n"
+        "from stable_baselines3 import PPO\n"
+        "model = PPO.load(sys.argv[1], device='cpu')\n"
+        "obs = np.array(json.loads(sys.argv[2]), dtype=np.float32)\n"
+        "print(json.dumps(model.predict(obs, deterministic=True)[0].tolist()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(obs.tolist())],
+                         capture_output=True, text=True, check=True, timeout=120)
+    return np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("env_id", [CARTPOLE, PENDULUM])
+def test_bc_smoke_and_safe_reload(tmp_path, env_id, cartpole_demos, pendulum_demos):
+    demos = cartpole_demos if env_id == CARTPOLE else pendulum_demos
+    model = train_bc(demos, env_id, seed=0, n_batches=50)
+    assert isinstance(model, PPO)
+    path = tmp_path / "bc_policy.zip"
+    model.save(path)
+    obs = np.concatenate([demos[0].obs[:5], demos[1].obs[-5:]]).astype(np.float32)
+    expected = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose(_actions_in_fresh_process(path, obs), expected, rtol=1e-5, atol=1e-6)
+    reloaded = load_model(path)
+    np.testing.assert_allclose(reloaded.predict(obs, deterministic=True)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bc_learns_expert_actions(cartpole_demos):
+    """BC reproduces a deterministic expert's actions on its own states (imitation: BC improves after 1 epoch)."""
+    model = train_bc(cartpole_demos, CARTPOLE, seed=0, n_batches=300)
+    obs = np.concatenate([t.obs[:-1] for t in cartpole_demos])
+    acts = np.concatenate([t.acts for t in cartpole_demos])
+    assert np.mean(model.predict(obs, deterministic=True)[0] == acts) > 0.8
+
+
+@pytest.mark.parametrize("env_id", [CARTPOLE, PENDULUM])
+def test_gail_smoke(tmp_path, env_id, cartpole_demos, pendulum_demos):
+    demos = cartpole_demos if env_id == CARTPOLE else pendulum_demos
+    rounds = []
+    model = train_gail(demos, env_id, timesteps=256, seed=0, gen_kwargs=TINY_GAIL, disc_kwargs=TINY_DISC,
+                       callback=rounds.append)
+    assert rounds == [0, 1] and model.num_timesteps == 256
+    model.save(tmp_path / "gail")
+    obs = demos[0].obs[:4].astype(np.float32)
+    np.testing.assert_allclose(_actions_in_fresh_process(tmp_path / "gail.zip", obs),
+                               model.predict(obs, deterministic=True)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_normalised_score():
+    assert normalised_score(500.0, 20.0, 500.0) == 1.0
+    assert normalised_score(20.0, 20.0, 500.0) == 0.0
+    assert normalised_score(-200.0, -1200.0, -150.0) == pytest.approx(1000 / 1050)
+    assert normalised_score(1.0, 1.0, 1.0) is None
+
+
+def test_cli_pipeline(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--env", CARTPOLE, "--output-dir", str(out), "--eval-episodes", "2"]
+    imitate_cli.main(["expert", *common, "--expert-steps", "256"])
+    imitate_cli.main(["demos", *common, "--n-episodes", "2"])
+    imitate_cli.main(["bc", *common, "--bc-batches", "20", "--n-episodes", "1"])
+    # Fewer steps than one default generator round is an error, and nothing is written for it.
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["gail", *common, "--gail-steps", "100"])
+    assert "at least one round" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["bc_policy.zip", "demos", "expert.zip", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_id"] == CARTPOLE and set(summary) == {"env_id", "expert", "demos", "bc"}
+    assert summary["demos"]["n_episodes"] == 2 and summary["bc"]["n_demo_episodes"] == 1
+    assert summary["bc"]["expert_return_source"].endswith("expert.zip")
+    assert {"mean_return", "random_return", "expert_return", "normalised_score"} <= set(summary["bc"])
+    assert isinstance(PPO.load(out / "bc_policy.zip"), PPO) and isinstance(load_model(out / "expert.zip"), PPO)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folders left
+
+
+def test_cli_errors_leave_nothing(tmp_path, capsys, cartpole_demos):
+    out = tmp_path / "run"
+    common = ["--env", CARTPOLE, "--output-dir", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        imitate_cli.main(["demos", *common])
+    assert exit_info.value.code == 2 and "No expert at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["bc", *common])
+    assert "No demonstrations at" in capsys.readouterr().err
+    # Demonstrations of another task: refused, and the existing folder is left as it was.
+    save_demos(cartpole_demos, out / "demos")
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["bc", "--env", PENDULUM, "--output-dir", str(out), "--demos", str(out / "demos")])
+    assert "observations have shape" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["demos", "--env", "CartPole-v1", "--output-dir", str(tmp_path / "v1"),
+                          "--expert", str(tmp_path / "missing.zip")])
+    assert "No expert at" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_cli_variable_horizon_message(tmp_path, capsys):
+    expert = untrained("CartPole-v1")
+    expert.save(tmp_path / "expert.zip")
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["demos", "--env", "CartPole-v1", "--output-dir", str(tmp_path / "v1"),
+                          "--expert", str(tmp_path / "expert.zip")])
+    err = capsys.readouterr().err
+    assert "variable horizon" in err and "--allow-variable-horizon" in err
+    assert not (tmp_path / "v1").exists()
