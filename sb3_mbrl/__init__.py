@@ -1,4 +1,6 @@
 """sb3-mbrl: model-based RL for Stable-Baselines3."""
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from sb3_mbrl.reinforce import REINFORCE
+
+__all__ = ["__version__", "REINFORCE"]
