@@ -215,6 +215,20 @@ def test_warm_start_shifts_previous_plan():
     assert th.equal(calls[2][0], th.zeros_like(first_init))
 
 
+def test_evaluation_does_not_disturb_the_training_warm_start():
+    model = tiny_pets()
+    model.learn(60)
+    policy = model.policy
+    policy.use_plan_slot("collect")
+    collect_plan = policy._plan.clone()
+    policy.use_plan_slot("predict")
+    evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
+    assert policy._plan is not None  # evaluation planned in its own slot
+    policy.use_plan_slot("collect")
+    assert th.equal(policy._plan, collect_plan)
+    policy.use_plan_slot("predict")
+
+
 def test_vec_env_with_two_envs_and_per_env_reset():
     env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     model = tiny_pets(env)

@@ -101,8 +101,10 @@ class ModelEnv:
         model = self.model
         elites = model.elite_indices
         n_elites, n_rows = elites.shape[0], obs.shape[0]
+        # With every member an elite, skip gathering the elites' weights at each step.
+        members = None if n_elites == model.ensemble_size else elites
         if self.propagation == "expectation":
-            mean, var = model.predict(obs, actions, members=elites)  # (n_elites, B, out)
+            mean, var = model.predict(obs, actions, members=members)  # (n_elites, B, out)
             mean, var = mean.mean(dim=0), var.mean(dim=0)
         else:
             padded = -(-n_rows // n_elites) * n_elites
@@ -121,7 +123,7 @@ class ModelEnv:
             # Row perm[k] goes to member k // group: (n_elites, group, dim)
             grouped_obs = obs[perm].view(n_elites, padded // n_elites, -1)
             grouped_act = actions[perm].view(n_elites, padded // n_elites, -1)
-            g_mean, g_var = model.predict(grouped_obs, grouped_act, members=elites)
+            g_mean, g_var = model.predict(grouped_obs, grouped_act, members=members)
             mean = th.empty(padded, g_mean.shape[-1], device=obs.device, dtype=g_mean.dtype)
             var = th.empty_like(mean)
             mean[perm] = g_mean.reshape(padded, -1)

@@ -193,7 +193,11 @@ class PETS(OffPolicyAlgorithm):
         if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
             unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
         else:
-            unscaled_action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
+            self.policy.use_plan_slot("collect")
+            try:
+                unscaled_action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
+            finally:
+                self.policy.use_plan_slot("predict")
         scaled_action = self.policy.scale_action(unscaled_action)
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
@@ -211,7 +215,9 @@ class PETS(OffPolicyAlgorithm):
         check_finite_transition("PETS", new_obs, reward, self.num_timesteps)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         if dones.any():
+            self.policy.use_plan_slot("collect")
             self.policy.reset_plans(dones)
+            self.policy.use_plan_slot("predict")
 
     # ------------------------------------------------------------------ model fitting
     def train(self, gradient_steps: int, batch_size: int) -> None:

@@ -114,6 +114,10 @@ class MPCPolicy(BasePolicy):
         self._planner = self._make_planner(th.device("cpu"))  # checks the planner settings now
         self._plan: Optional[th.Tensor] = None  # (M, H, A): warm start for the next step
         self._elites: Optional[th.Tensor] = None  # iCEM's kept elites, shifted
+        # Warm starts of other callers (PETS' own data collection vs. evaluate_policy / EvalCallback
+        # in the middle of a training episode), so one never warm-starts from the other's plan.
+        self._saved_plans: Dict[str, Tuple[Optional[th.Tensor], Optional[th.Tensor]]] = {}
+        self._active_slot = "predict"
         self.planning_ms: deque = deque(maxlen=1000)
 
     def _make_planner(self, device: th.device) -> TrajectoryOptimizer:
@@ -140,6 +144,14 @@ class MPCPolicy(BasePolicy):
             planning_dtype=self.planning_dtype,
         )
         return data
+
+    def use_plan_slot(self, name: str) -> None:
+        """Switch the warm-start state to the one kept under ``name`` (``"predict"`` by default)."""
+        if name == self._active_slot:
+            return
+        self._saved_plans[self._active_slot] = (self._plan, self._elites)
+        self._plan, self._elites = self._saved_plans.pop(name, (None, None))
+        self._active_slot = name
 
     def reset_plans(self, episode_start: Optional[np.ndarray] = None) -> None:
         """Forget the warm start of the envs whose episode starts (all envs when ``None``)."""

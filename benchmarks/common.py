@@ -1,0 +1,69 @@
+"""Shared helpers of the benchmark scripts: configs, JSON lines, episode recording, plots."""
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+# Keys of an rl-zoo entry that are not constructor arguments.
+_ZOO_ONLY = {"n_timesteps", "policy", "n_envs", "normalize", "env_wrapper", "callback", "frame_stack"}
+
+
+def zoo_kwargs(algo: str, env_id: str, zoo_file: Path = None) -> Dict[str, Any]:
+    """Constructor arguments of ``env_id`` in ``zoo_configs/<algo>.yml`` (policy_kwargs strings evaluated as rl-zoo does)."""
+    path = zoo_file or ROOT / "zoo_configs" / f"{algo}.yml"
+    with open(path) as file:
+        entry = dict(yaml.safe_load(file)[env_id])
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # noqa: S307 - rl-zoo's own convention
+    return {k: v for k, v in entry.items() if k not in _ZOO_ONLY}
+
+
+def rl_zoo_kwargs(algo: str, env_id: str) -> Dict[str, Any]:
+    """rl-zoo's own hyperparameters for ``algo`` on ``env_id`` (empty when rl-zoo has none)."""
+    import rl_zoo3
+
+    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
+    with open(path) as file:
+        config = yaml.safe_load(file)
+    return zoo_kwargs(algo, env_id, path) if env_id in config else {}
+
+
+def emit(record: Dict[str, Any], sink: List[Dict[str, Any]] = None) -> None:
+    print(json.dumps(record), flush=True)
+    if sink is not None:
+        sink.append(record)
+
+
+class EpisodeRecorder(BaseCallback):
+    """Records (env step, return, length) of every finished training episode; can stop at a length."""
+
+    def __init__(self, stop_at_length: int = 0) -> None:
+        super().__init__()
+        self.episodes: List[Dict[str, float]] = []
+        self.stop_at_length = stop_at_length
+        self.start = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "episode" in info:
+                self.episodes.append(
+                    dict(step=self.num_timesteps, ret=float(info["episode"]["r"]), length=int(info["episode"]["l"]))
+                )
+                if self.stop_at_length and info["episode"]["l"] >= self.stop_at_length:
+                    return False
+        return True
+
+
+def band_plot(ax, curves: List[np.ndarray], xs: np.ndarray, label: str) -> None:
+    """Mean line and min-max band of equally long curves."""
+    stack = np.array(curves, dtype=float)
+    mean = np.nanmean(stack, axis=0)
+    ax.plot(xs, mean, label=label)
+    ax.fill_between(xs, np.nanmin(stack, axis=0), np.nanmax(stack, axis=0), alpha=0.2)

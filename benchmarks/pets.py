@@ -1,0 +1,145 @@
+"""PETS benchmark, side by side with SB3's SAC (rl-zoo hyperparameters), same env steps and seeds.
+
+- Pendulum-v1 (learned reward): return of each of 15 training episodes; goal: mean of
+  episodes 6-10 >= -200 on every seed.
+- InvertedPendulum-v4 (known termination): env steps until a 1,000-step episode; goal <= 2,000.
+- Speed: planning ms per env step (median, p95), the model's share of it, wall s per 1k steps.
+
+Prints one JSON line per result and writes benchmarks/results/pets.png. Usage:
+    python benchmarks/pets.py [--seeds 0 1 2] [--tasks pendulum invpend] [--episodes 15]
+"""
+import argparse
+import time
+from typing import Any, Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch as th  # noqa: E402
+from stable_baselines3 import SAC  # noqa: E402
+
+from benchmarks.common import RESULTS, EpisodeRecorder, band_plot, emit, rl_zoo_kwargs, zoo_kwargs  # noqa: E402
+from sb3_mbrl import PETS  # noqa: E402
+
+
+def time_model_share(model: PETS) -> Dict[str, float]:
+    """Wrap the ModelEnv so planning time spent inside the ensemble forward is counted."""
+    counter = {"model_s": 0.0}
+    env = model.policy.model_env
+    original = env.predict_delta
+
+    def timed(obs, actions):
+        start = time.perf_counter()
+        out = original(obs, actions)
+        counter["model_s"] += time.perf_counter() - start
+        return out
+
+    env.predict_delta = timed
+    return counter
+
+
+def run_pets(env_id: str, seed: int, steps: int, stop_at_length: int = 0) -> Dict[str, Any]:
+    model = PETS("MlpPolicy", env_id, seed=seed, **zoo_kwargs("pets", env_id))
+    model.policy.planning_ms = __import__("collections").deque(maxlen=None)
+    counter = time_model_share(model)
+    recorder = EpisodeRecorder(stop_at_length)
+    start = time.perf_counter()
+    model.learn(steps, callback=recorder)
+    wall = time.perf_counter() - start
+    planning = np.array(model.policy.planning_ms)
+    return dict(
+        episodes=recorder.episodes,
+        steps=model.num_timesteps,
+        wall_s_per_1k=1000 * wall / model.num_timesteps,
+        planning_ms_median=float(np.median(planning)) if planning.size else None,
+        planning_ms_p95=float(np.percentile(planning, 95)) if planning.size else None,
+        model_share_of_planning=counter["model_s"] * 1000 / planning.sum() if planning.size else None,
+    )
+
+
+def run_sac(env_id: str, seed: int, steps: int, stop_at_length: int = 0) -> Dict[str, Any]:
+    model = SAC("MlpPolicy", env_id, seed=seed, **rl_zoo_kwargs("sac", env_id))
+    recorder = EpisodeRecorder(stop_at_length)
+    start = time.perf_counter()
+    model.learn(steps, callback=recorder)
+    return dict(episodes=recorder.episodes, steps=model.num_timesteps, wall_s_per_1k=1000 * (time.perf_counter() - start) / model.num_timesteps)
+
+
+def pendulum(seeds: List[int], episodes: int, records: List[Dict]) -> Dict[str, List[np.ndarray]]:
+    curves: Dict[str, List[np.ndarray]] = {"PETS": [], "SAC": []}
+    for seed in seeds:
+        for name, runner in (("PETS", run_pets), ("SAC", run_sac)):
+            result = runner("Pendulum-v1", seed, 200 * episodes)
+            returns = [e["ret"] for e in result["episodes"]][:episodes]
+            curves[name].append(np.array(returns))
+            record = dict(
+                benchmark="pets", task="Pendulum-v1", algo=name, seed=seed, episode_returns=[round(r, 1) for r in returns],
+                mean_episodes_6_10=round(float(np.mean(returns[5:10])), 1), goal_met=bool(np.mean(returns[5:10]) >= -200),
+                env_steps=result["steps"], wall_s_per_1k_steps=round(result["wall_s_per_1k"], 1),
+            )
+            if name == "PETS":
+                record.update(
+                    planning_ms_median=round(result["planning_ms_median"], 1), planning_ms_p95=round(result["planning_ms_p95"], 1),
+                    model_share_of_planning=round(result["model_share_of_planning"], 3),
+                )
+            emit(record, records)
+    return curves
+
+
+def inverted_pendulum(seeds: List[int], budget: int, records: List[Dict]) -> Dict[str, List[Dict]]:
+    runs: Dict[str, List[Dict]] = {"PETS": [], "SAC": []}
+    for seed in seeds:
+        for name, runner in (("PETS", run_pets), ("SAC", run_sac)):
+            result = runner("InvertedPendulum-v4", seed, budget, stop_at_length=1000)
+            solved = [e["step"] for e in result["episodes"] if e["length"] >= 1000]
+            runs[name].append(result)
+            record = dict(
+                benchmark="pets", task="InvertedPendulum-v4", algo=name, seed=seed,
+                env_steps_to_1000_step_episode=solved[0] if solved else None, budget=budget,
+                goal_met=bool(solved and solved[0] <= 2000), wall_s_per_1k_steps=round(result["wall_s_per_1k"], 1),
+            )
+            if name == "PETS":
+                record.update(planning_ms_median=round(result["planning_ms_median"], 1), planning_ms_p95=round(result["planning_ms_p95"], 1))
+            emit(record, records)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tasks", nargs="+", default=["pendulum", "invpend"], choices=["pendulum", "invpend"])
+    parser.add_argument("--episodes", type=int, default=15)
+    parser.add_argument("--invpend-budget", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot", default=str(RESULTS / "pets.png"))
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    records: List[Dict] = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if "pendulum" in args.tasks:
+        curves = pendulum(args.seeds, args.episodes, records)
+        for name, runs in curves.items():
+            length = min(len(r) for r in runs)
+            band_plot(axes[0], [r[:length] for r in runs], np.arange(1, length + 1), name)
+        axes[0].axhline(-200, color="gray", ls="--", lw=1)
+        axes[0].set(title=f"Pendulum-v1 (learned reward), seeds {args.seeds}", xlabel="episode", ylabel="episode return")
+        axes[0].legend()
+    if "invpend" in args.tasks:
+        runs = inverted_pendulum(args.seeds, args.invpend_budget, records)
+        for name, results in runs.items():
+            for i, result in enumerate(results):
+                steps = [e["step"] for e in result["episodes"]]
+                lengths = [e["length"] for e in result["episodes"]]
+                axes[1].plot(steps, lengths, color="C0" if name == "PETS" else "C1", alpha=0.8, label=name if i == 0 else None)
+        axes[1].axvline(2000, color="gray", ls="--", lw=1)
+        axes[1].set(title="InvertedPendulum-v4", xlabel="env steps", ylabel="episode length")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    emit(dict(benchmark="pets", plot=args.plot))
+
+
+if __name__ == "__main__":
+    main()
