@@ -58,21 +58,28 @@ def _default_eval_freq(argv: List[str], conf_file: Optional[str]) -> Optional[in
     return max(1, int(float(n_timesteps)) // 5)
 
 
+def _config_envs(conf_file: Path) -> List[str]:
+    with open(conf_file) as file:
+        return list((yaml.safe_load(file) or {}).keys())
+
+
 def train_argv(argv: List[str]) -> List[str]:
     """
     rl-zoo ``train`` arguments with our defaults filled in: ``zoo_configs/<algo>.yml`` as the
-    hyperparameter file when it exists and none is given, and five evaluations per run when
-    ``--eval-freq`` is not given.
+    hyperparameter file when none is given (for SB3's own algorithms only when that file has an
+    entry for the env, else rl-zoo's file), and five evaluations per run when ``--eval-freq`` is
+    not given.
     """
     argv = list(argv)
     algo = _flag_value(argv, "--algo") or "ppo"
     conf_file = _flag_value(argv, "-conf", "--conf-file")
     if conf_file is None:
         candidate = zoo_config_dir() / f"{algo}.yml"
-        if candidate.is_file():
+        env_id = _flag_value(argv, "--env") or "CartPole-v1"
+        if candidate.is_file() and (algo in sb3_mbrl_algorithms() or env_id in _config_envs(candidate)):
             conf_file = str(candidate)
             argv += ["--conf-file", conf_file]
-        else:
+        else:  # rl-zoo's own file for its algorithms on the tasks we have no entry for
             import rl_zoo3
 
             conf_file = str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")

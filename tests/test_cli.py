@@ -31,6 +31,9 @@ def test_train_argv_defaults():
     assert argv[argv.index("--eval-freq") + 1] == "200"
     argv = zoo.train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000", "--eval-freq", "-1"])
     assert argv.count("--eval-freq") == 1
+    # SB3's own algorithms keep rl-zoo's file for tasks our zoo_configs do not cover.
+    argv = zoo.train_argv(["--algo", "ppo", "--env", "CartPole-v1", "-n", "1000"])
+    assert "--conf-file" not in argv
     for algo in zoo.sb3_mbrl_algorithms():
         argv = zoo.train_argv(["--algo", algo, "--env", "Pendulum-v1"])
         conf = argv[argv.index("--conf-file") + 1]
@@ -52,3 +55,15 @@ def test_unknown_command_exits_with_usage():
         from sb3_mbrl.cli import main
 
         main(["fly"])
+
+
+def test_ci_runs_the_readme_commands():
+    """.ci/run must install and test exactly as the README's Quick start says."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    setup = 'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[tests]"'
+    assert setup in readme and setup in ci
+    assert "python -m pytest -q" in readme and "python -m pytest -q" in ci
