@@ -153,6 +153,24 @@ def summarize(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return summary
 
 
+def markdown_table(summary: List[Dict[str, Any]]) -> str:
+    """The README table: one row per (env, algo)."""
+    lines = [
+        "| env (steps, goal) | algo | final eval return, seeds " + ", ".join(str(s) for s in summary[0]["seeds"])
+        + " | goal met every seed | first eval >= goal (env steps) | wall s / 100k steps |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in sorted(summary, key=lambda r: (list(TASKS).index(r["env"]), r["algo"] != "reinforce")):
+        finals = " / ".join(f"{v:.1f}" for v in row["final_eval_means"])
+        firsts = " / ".join("-" if v is None else f"{v // 1000}k" for v in row["first_step_reaching_goal"])
+        lines.append(
+            f"| {row['env']} ({row['n_timesteps'] // 1000}k, {row['goal']:g}) | {row['algo'].upper()} | {finals} "
+            f"(mean {row['final_eval_mean_over_seeds']:.1f}) | {'yes' if row['goal_reached_every_seed'] else 'no'} "
+            f"| {firsts} | {row['wall_s_per_100k_mean']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(results: List[Dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -169,7 +187,7 @@ def plot(results: List[Dict[str, Any]], path: Path) -> None:
             length = min(len(r["curve"]) for r in rows)
             steps = np.array([point[0] for point in rows[0]["curve"][:length]])
             values = np.array([[point[1] for point in r["curve"][:length]] for r in rows])  # (seeds, evals)
-            ax.plot(steps, values.mean(0), color=color, label=f"{algo.upper()} (mean of {len(rows)} seeds)")
+            ax.plot(steps, values.mean(0), color=color, marker="o", markersize=3, label=f"{algo.upper()} (mean of {len(rows)} seeds)")
             ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2)
         ax.axhline(TASKS[env_id][1], color="gray", linestyle="--", linewidth=1, label="goal")
         ax.set_title(env_id)
@@ -197,6 +215,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             for line in [*results, *summarize(results)]:
                 file.write(json.dumps(line) + "\n")
         plot(results, args.plot)
+        print(markdown_table(summarize(results)))
         return
 
     th.set_num_threads(1)
@@ -225,6 +244,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         for line in summarize(results):
             emit(line)
     plot(results, args.plot)
+    print(markdown_table(summarize(results)))
 
 
 if __name__ == "__main__":
