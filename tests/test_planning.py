@@ -108,3 +108,9 @@ def test_bad_arguments():
         make_optimizer("cem", th.tensor([-float("inf")]), th.tensor([1.0]), H)
     with pytest.raises(ValueError, match="positive"):
         make_optimizer("mppi", LOW, HIGH, 0)
+
+
+def test_default_elites_are_a_tenth_of_the_population():
+    assert make_optimizer("cem", LOW, HIGH, H).num_elites == 10  # population 100 by default
+    assert make_optimizer("icem", LOW, HIGH, H, population_size=250).num_elites == 25
+    assert make_optimizer("cem", LOW, HIGH, H, population_size=5).num_elites == 1

@@ -58,7 +58,7 @@ class MPCPolicy(BasePolicy):
         weight_decays: Optional[Sequence[float]] = None,
         learn_logvar_bounds: bool = True,
         horizon: int = 25,
-        num_particles: int = 20,
+        num_particles: int = 5,
         propagation: str = "fixed_model",
         planner: str = "cem",
         planner_kwargs: Optional[Dict[str, Any]] = None,

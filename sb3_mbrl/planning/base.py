@@ -40,7 +40,7 @@ class TrajectoryOptimizer(ABC):
         action_low: Union[np.ndarray, th.Tensor],
         action_high: Union[np.ndarray, th.Tensor],
         horizon: int,
-        population_size: int = 400,
+        population_size: int = 100,
         iterations: int = 5,
         device: Union[th.device, str] = "cpu",
     ) -> None:

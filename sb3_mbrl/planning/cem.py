@@ -19,14 +19,17 @@ class CEMOptimizer(TrajectoryOptimizer):
     the elites with smoothing ``alpha``, and returns the elite mean (returning the single best
     sample overfits the model's errors).
 
-    :param num_elites: Elites per iteration ``K``.
+    :param num_elites: Elites per iteration ``K`` (default: 10% of the population).
     :param alpha: Weight of the previous mean/variance in each update.
     :param return_mean_elites: Return the final mean (default) instead of the best sample seen.
     :param kwargs: See :class:`TrajectoryOptimizer`.
     """
 
-    def __init__(self, *args, num_elites: int = 40, alpha: float = 0.1, return_mean_elites: bool = True, **kwargs) -> None:
+    def __init__(
+        self, *args, num_elites: Optional[int] = None, alpha: float = 0.1, return_mean_elites: bool = True, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
+        num_elites = max(1, self.population_size // 10) if num_elites is None else num_elites
         if not 1 <= num_elites <= self.population_size:
             raise ValueError(f"num_elites must be in [1, population_size={self.population_size}], got {num_elites}")
         if not 0.0 <= alpha < 1.0:

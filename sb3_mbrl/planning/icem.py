@@ -46,7 +46,7 @@ class ICEMOptimizer(TrajectoryOptimizer):
     - adds the mean itself as a candidate in the last iteration,
     - returns the best sequence found.
 
-    :param num_elites: Elites per iteration ``K``.
+    :param num_elites: Elites per iteration ``K`` (default: 10% of the population).
     :param alpha: Momentum on the mean and standard deviation.
     :param noise_beta: Colour exponent of the sampling noise.
     :param population_decay: Population divisor per iteration.
@@ -57,7 +57,7 @@ class ICEMOptimizer(TrajectoryOptimizer):
     def __init__(
         self,
         *args,
-        num_elites: int = 10,
+        num_elites: Optional[int] = None,
         alpha: float = 0.1,
         noise_beta: float = 2.0,
         population_decay: float = 1.25,
@@ -65,6 +65,7 @@ class ICEMOptimizer(TrajectoryOptimizer):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        num_elites = max(1, self.population_size // 10) if num_elites is None else num_elites
         if not 1 <= num_elites <= self.population_size:
             raise ValueError(f"num_elites must be in [1, population_size={self.population_size}], got {num_elites}")
         if population_decay < 1.0 or not 0.0 <= keep_elites_fraction <= 1.0 or noise_beta < 0:
