@@ -95,6 +95,27 @@ def run(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, stop_at_g
     )
 
 
+def replot(results: str, plot: str) -> None:
+    """Eval curves of every run in a results file (for runs that were cut short before plotting)."""
+    import json
+
+    runs = [json.loads(line) for line in open(results) if '"eval_curve"' in line]
+    tasks = sorted({r["task"] for r in runs})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        labelled = set()
+        for r in (r for r in runs if r["task"] == task):
+            steps, means = zip(*r["eval_curve"])
+            ax.plot(steps, means, color="C0" if r["algo"] == "MBPO" else "C1", alpha=0.8,
+                    label=None if r["algo"] in labelled else r["algo"])
+            labelled.add(r["algo"])
+        ax.axhline(GOALS[task], color="gray", ls="--", lw=1)
+        ax.set(title=task, xlabel="env steps", ylabel="eval return (10 episodes)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(plot, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -105,7 +126,11 @@ def main() -> None:
     parser.add_argument("--stop-at-goal", action="store_true", help="end a run at its first eval that meets the goal")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=str(RESULTS / "mbpo.png"))
+    parser.add_argument("--replot", metavar="JSONL", help="only redraw the plot from a results file")
     args = parser.parse_args()
+    if args.replot:
+        replot(args.replot, args.plot)
+        return
     th.set_num_threads(args.threads)
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(5.5 * len(args.tasks), 4), squeeze=False)
     for ax, env_id in zip(axes[0], args.tasks):
