@@ -108,6 +108,7 @@ def inverted_pendulum(seeds: List[int], budget: int, records: List[Dict]) -> Dic
                 benchmark="pets", task="InvertedPendulum-v4", algo=name, seed=seed,
                 env_steps_to_1000_step_episode=solved[0] if solved else None, budget=budget,
                 goal_met=bool(solved and solved[0] <= 2000), wall_s_per_1k_steps=round(result["wall_s_per_1k"], 1),
+                episodes=[(e["step"], e["length"]) for e in result["episodes"]],
             )
             if name == "PETS":
                 record.update(planning_ms_median=round(result["planning_ms_median"], 1), planning_ms_p95=round(result["planning_ms_p95"], 1))
@@ -123,31 +124,66 @@ def main() -> None:
     parser.add_argument("--invpend-budget", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=str(RESULTS / "pets.png"))
+    parser.add_argument("--replot", metavar="JSONL", help="only redraw the plot from a results file")
     args = parser.parse_args()
+    if args.replot:
+        replot(args.replot, args.plot)
+        return
     th.set_num_threads(args.threads)
     records: List[Dict] = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if "pendulum" in args.tasks:
         curves = pendulum(args.seeds, args.episodes, records)
-        for name, runs in curves.items():
-            length = min(len(r) for r in runs)
-            band_plot(axes[0], [r[:length] for r in runs], np.arange(1, length + 1), name)
-        axes[0].axhline(-200, color="gray", ls="--", lw=1)
-        axes[0].set(title=f"Pendulum-v1 (learned reward), seeds {args.seeds}", xlabel="episode", ylabel="episode return")
-        axes[0].legend()
+        draw_pendulum(axes[0], curves, args.seeds)
     if "invpend" in args.tasks:
         runs = inverted_pendulum(args.seeds, args.invpend_budget, records)
-        for name, results in runs.items():
-            for i, result in enumerate(results):
-                steps = [e["step"] for e in result["episodes"]]
-                lengths = [e["length"] for e in result["episodes"]]
-                axes[1].plot(steps, lengths, color="C0" if name == "PETS" else "C1", alpha=0.8, label=name if i == 0 else None)
-        axes[1].axvline(2000, color="gray", ls="--", lw=1)
-        axes[1].set(title="InvertedPendulum-v4", xlabel="env steps", ylabel="episode length")
-        axes[1].legend()
+        draw_inverted_pendulum(axes[1], {name: [r["episodes"] for r in results] for name, results in runs.items()})
     fig.tight_layout()
     fig.savefig(args.plot, dpi=100)
     emit(dict(benchmark="pets", plot=args.plot))
+
+
+def draw_pendulum(ax, curves: Dict[str, List[np.ndarray]], seeds: List[int]) -> None:
+    for name, runs in curves.items():
+        length = min(len(r) for r in runs)
+        band_plot(ax, [r[:length] for r in runs], np.arange(1, length + 1), name)
+    ax.axhline(-200, color="gray", ls="--", lw=1)
+    ax.set(title=f"Pendulum-v1 (learned reward), seeds {seeds}", xlabel="episode", ylabel="episode return")
+    ax.legend()
+
+
+def draw_inverted_pendulum(ax, episodes: Dict[str, List[List[Dict]]]) -> None:
+    """``episodes[algo]``: per seed, the (step, length) of every training episode."""
+    for name, per_seed in episodes.items():
+        for i, run in enumerate(per_seed):
+            steps = [e["step"] if isinstance(e, dict) else e[0] for e in run]
+            lengths = [e["length"] if isinstance(e, dict) else e[1] for e in run]
+            ax.plot(steps, lengths, color="C0" if name == "PETS" else "C1", alpha=0.8, label=name if i == 0 else None)
+    ax.axvline(2000, color="gray", ls="--", lw=1)
+    ax.set(title="InvertedPendulum-v4", xlabel="env steps", ylabel="episode length")
+    ax.legend()
+
+
+def replot(results: str, plot: str) -> None:
+    """Redraw both panels from the JSON lines of earlier runs."""
+    import json
+
+    records = [json.loads(line) for line in open(results) if line.strip()]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    pend = [r for r in records if r.get("task") == "Pendulum-v1"]
+    curves: Dict[str, List[np.ndarray]] = {}
+    for r in pend:
+        curves.setdefault(r["algo"], []).append(np.array(r["episode_returns"]))
+    if curves:
+        draw_pendulum(axes[0], curves, sorted({r["seed"] for r in pend}))
+    episodes: Dict[str, List] = {}
+    for r in records:
+        if r.get("task") == "InvertedPendulum-v4" and "episodes" in r:
+            episodes.setdefault(r["algo"], []).append(r["episodes"])
+    if episodes:
+        draw_inverted_pendulum(axes[1], episodes)
+    fig.tight_layout()
+    fig.savefig(plot, dpi=100)
 
 
 if __name__ == "__main__":
