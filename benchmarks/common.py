@@ -61,6 +61,18 @@ class EpisodeRecorder(BaseCallback):
         return True
 
 
+def timed(counter: Dict[str, float], key: str, fn):
+    """Wrap ``fn`` so the seconds spent in it are added to ``counter[key]``."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        counter[key] += time.perf_counter() - start
+        return out
+
+    return wrapper
+
+
 def band_plot(ax, curves: List[np.ndarray], xs: np.ndarray, label: str) -> None:
     """Mean line and min-max band of equally long curves."""
     stack = np.array(curves, dtype=float)

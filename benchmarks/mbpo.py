@@ -26,7 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
 
-from benchmarks.common import RESULTS, emit, zoo_kwargs  # noqa: E402
+from benchmarks.common import RESULTS, emit, timed, zoo_kwargs  # noqa: E402
 from sb3_mbrl import MBPO  # noqa: E402
 
 GOALS = {"Pendulum-v1": -200.0, "InvertedPendulum-v4": 1000.0}
@@ -51,16 +51,6 @@ class EvalEvery(BaseCallback):
         self.eval_seconds += time.perf_counter() - start
         self.history.append(dict(step=self.num_timesteps, mean=float(mean), std=float(std)))
         return not (self.stop_at_goal and mean >= self.goal)
-
-
-def timed(counter: Dict[str, float], key: str, fn):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        counter[key] += time.perf_counter() - start
-        return out
-
-    return wrapper
 
 
 def run(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, stop_at_goal: bool) -> Dict[str, Any]:

@@ -20,39 +20,27 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 from stable_baselines3 import SAC  # noqa: E402
 
-from benchmarks.common import RESULTS, EpisodeRecorder, band_plot, emit, rl_zoo_kwargs, zoo_kwargs  # noqa: E402
+from benchmarks.common import RESULTS, EpisodeRecorder, band_plot, emit, rl_zoo_kwargs, timed, zoo_kwargs  # noqa: E402
 from sb3_mbrl import PETS  # noqa: E402
-
-
-def time_model_share(model: PETS) -> Dict[str, float]:
-    """Wrap the ModelEnv so planning time spent inside the ensemble forward is counted."""
-    counter = {"model_s": 0.0}
-    env = model.policy.model_env
-    original = env.predict_delta
-
-    def timed(obs, actions):
-        start = time.perf_counter()
-        out = original(obs, actions)
-        counter["model_s"] += time.perf_counter() - start
-        return out
-
-    env.predict_delta = timed
-    return counter
 
 
 def run_pets(env_id: str, seed: int, steps: int, stop_at_length: int = 0) -> Dict[str, Any]:
     model = PETS("MlpPolicy", env_id, seed=seed, **zoo_kwargs("pets", env_id))
-    counter = time_model_share(model)
-    planning_ms: List[float] = []  # the policy's own record is cleared at every log dump
-    original_predict = model.policy._predict
+    # Time inside the ensemble forward, and each planning call (the policy's own record is
+    # cleared at every log dump).
+    counter = {"model_s": 0.0, "plan_s": 0.0}
+    env = model.policy.model_env
+    env.predict_delta = timed(counter, "model_s", env.predict_delta)
+    planning_ms: List[float] = []
+    plan = timed(counter, "plan_s", model.policy._predict)
 
-    def timed_predict(observation, deterministic=False):
-        start = time.perf_counter()
-        out = original_predict(observation, deterministic)
-        planning_ms.append(1000 * (time.perf_counter() - start))
+    def recorded_plan(observation, deterministic=False):
+        before = counter["plan_s"]
+        out = plan(observation, deterministic)
+        planning_ms.append(1000 * (counter["plan_s"] - before))
         return out
 
-    model.policy._predict = timed_predict
+    model.policy._predict = recorded_plan
     recorder = EpisodeRecorder(stop_at_length)
     start = time.perf_counter()
     model.learn(steps, callback=recorder)
