@@ -1,9 +1,12 @@
 """Glue between SB3 algorithms and the dynamics model, shared by PETS and MBPO."""
+import sys
+import time
 import warnings
 from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
@@ -84,3 +87,9 @@ def replay_buffer_transitions(
         as_tensor(next_obs.reshape(-1, obs_dim)),
         as_tensor(buffer.rewards[:upper].reshape(-1)),
     )
+
+
+def env_steps_per_second(algo: BaseAlgorithm) -> float:
+    """Env steps per wall second in the current ``learn()`` call, as SB3 computes ``time/fps``."""
+    elapsed = max((time.time_ns() - algo.start_time) / 1e9, sys.float_info.epsilon)
+    return (algo.num_timesteps - algo._num_timesteps_at_start) / elapsed

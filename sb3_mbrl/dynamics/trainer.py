@@ -223,3 +223,31 @@ class EnsembleTrainer:
             "n_train": n_train,
             "n_holdout": n_holdout,
         }
+
+
+def fit_progress_printer(prefix: str, verbose: int, every: int = 10) -> Optional[Callable[[int, float, th.Tensor], None]]:
+    """
+    An ``epoch_callback`` for :meth:`EnsembleTrainer.fit` that shows the fit as it runs.
+
+    A fit can take minutes (hundreds of epochs on a growing buffer), so at ``verbose=1`` the
+    user sees the epoch, the training loss and the holdout MSE every ``every`` epochs (and on
+    epoch 1); at ``verbose>=2`` every epoch.
+
+    :param prefix: Start of each line, e.g. ``"PETS model"``.
+    :param verbose: The algorithm's verbosity level; ``0`` returns ``None`` (print nothing).
+    :param every: Epoch interval at ``verbose=1``.
+    :return: The callback, or ``None`` when nothing is to be printed.
+    """
+    if verbose < 1:
+        return None
+    interval = 1 if verbose >= 2 else max(1, every)
+
+    def show_epoch(epoch: int, train_loss: float, holdout_mse: th.Tensor) -> None:
+        if epoch == 1 or epoch % interval == 0:
+            print(
+                f"{prefix} epoch {epoch}: train loss {train_loss:.4f}, "
+                f"holdout MSE {holdout_mse.mean().item():.5f} (best member {holdout_mse.min().item():.5f})",
+                flush=True,
+            )
+
+    return show_epoch

@@ -18,9 +18,11 @@ from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
     check_finite_transition,
     env_id_of,
+    env_steps_per_second,
     replay_buffer_transitions,
     resolve_transition_fns,
 )
+from sb3_mbrl.dynamics.trainer import fit_progress_printer
 from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity, scale_actions, unscale_actions
 
 SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
@@ -218,6 +220,7 @@ class MBPO(SAC):
             raise ValueError("MBPO: replay_buffer_class must be MixedReplayBuffer or a subclass of it")
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "real_ratio": self.real_ratio}
         super()._setup_model()
+        self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
         obs_dim = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
         reward, termination = resolve_transition_fns("MBPO", self.env_id, self.reward_fn, self.termination_fn)
@@ -282,7 +285,8 @@ class MBPO(SAC):
         self._last_model_train = self.num_timesteps
         start = time.perf_counter()
         obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
-        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards)
+        show_epoch = fit_progress_printer("  MBPO model", self.verbose)
+        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
         fit_seconds = time.perf_counter() - start
         start = time.perf_counter()
         length = rollout_length_at(self.rollout_length, self.num_timesteps // self.epoch_length)
@@ -295,13 +299,17 @@ class MBPO(SAC):
         self.logger.record("train/model_epochs", metrics["epochs"])
         self.logger.record("rollout/model_rollout_length", length)
         self.logger.record("rollout/model_buffer_size", self.model_buffer.size)
+        self.model_fit_seconds += fit_seconds
         self.logger.record("time/model_fit_s", fit_seconds)
+        self.logger.record("time/model_fit_total_s", self.model_fit_seconds)
         self.logger.record("time/model_rollout_s", rollout_seconds)
         if self.verbose >= 1:
             print(
                 f"MBPO step {self.num_timesteps}: model fit on {obs.shape[0]} transitions in {fit_seconds:.1f} s "
                 f"({metrics['epochs']} epochs, holdout MSE {metrics['holdout_mse_elites']:.4f}); "
-                f"{n_added} model transitions (k={length}) in {rollout_seconds:.2f} s"
+                f"{n_added} model transitions (k={length}) in {rollout_seconds:.2f} s; "
+                f"{self.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(self):.1f} env steps/s",
+                flush=True,
             )
         return {"fit_seconds": fit_seconds, "rollout_seconds": rollout_seconds, "added": n_added}
 

@@ -16,9 +16,11 @@ from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
     check_finite_transition,
     env_id_of,
+    env_steps_per_second,
     replay_buffer_transitions,
     resolve_transition_fns,
 )
+from sb3_mbrl.dynamics.trainer import fit_progress_printer
 from sb3_mbrl.pets.policies import MPCPolicy
 
 SelfPETS = TypeVar("SelfPETS", bound="PETS")
@@ -146,6 +148,7 @@ class PETS(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
+        self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
         if self.replay_buffer_class is None:
             self.replay_buffer_class = ReplayBuffer
         self.replay_buffer = self.replay_buffer_class(
@@ -226,11 +229,7 @@ class PETS(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
         start = time.perf_counter()
-
-        def show_epoch(epoch: int, loss: float, holdout: th.Tensor) -> None:
-            if self.verbose >= 2:
-                print(f"  model epoch {epoch}: train loss {loss:.4f}, holdout MSE {holdout.mean().item():.5f}")
-
+        show_epoch = fit_progress_printer("  PETS model", self.verbose)
         metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
         fit_seconds = time.perf_counter() - start
         self.policy.fitted.fill_(True)
@@ -240,11 +239,15 @@ class PETS(OffPolicyAlgorithm):
         self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
         self.logger.record("train/model_epochs", metrics["epochs"])
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.model_fit_seconds += fit_seconds
         self.logger.record("time/model_fit_s", fit_seconds)
+        self.logger.record("time/model_fit_total_s", self.model_fit_seconds)
         if self.verbose >= 1:
             print(
-                f"PETS model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
-                f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s"
+                f"PETS step {self.num_timesteps}: model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
+                f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s "
+                f"({self.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(self):.1f} env steps/s)",
+                flush=True,
             )
 
     def _dump_logs(self) -> None:
