@@ -128,3 +128,20 @@ def test_fit_progress_printer_levels(capsys):
     for epoch in range(1, 4):
         all_epochs(epoch, 0.5, th.tensor([0.1]))
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("algo", ["PETS", "MBPO"])
+def test_learning_starts_zero_waits_for_enough_data_to_fit(algo):
+    # The first fit needs a holdout row and a training row: with learning_starts=0 the
+    # algorithms keep acting (randomly / SAC on real data) until 5 transitions exist.
+    if algo == "PETS":
+        model = PETS("MlpPolicy", "Pendulum-v1", seed=0, **{**PETS_TINY, "learning_starts": 0, "model_train_freq": 1})
+    else:
+        model = MBPO("MlpPolicy", "Pendulum-v1", seed=0, **{**MBPO_TINY, "learning_starts": 0, "model_train_freq": 1})
+    assert model.model_trainer.min_transitions == 5  # holdout_ratio 0.2
+    model.learn(8)
+    assert model.model_fit_seconds > 0
+    if algo == "PETS":
+        assert bool(model.policy.fitted)
+    else:
+        assert model._last_model_train >= 5

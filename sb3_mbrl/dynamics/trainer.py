@@ -121,6 +121,13 @@ class EnsembleTrainer:
     def device(self) -> th.device:
         return self.model.input_mean.device
 
+    @property
+    def min_transitions(self) -> int:
+        """Fewest transitions :meth:`fit` accepts: one holdout row and one training row."""
+        if self.holdout_ratio == 0:
+            return 1
+        return max(2, int(np.ceil(1 / self.holdout_ratio - 1e-9)))
+
     @th.no_grad()
     def holdout_mse(self, x: th.Tensor, y: th.Tensor, chunk: int = 8192) -> th.Tensor:
         """MSE of each member's mean on normalised data ``(N, in)``, ``(N, out)``: shape ``(E,)``."""

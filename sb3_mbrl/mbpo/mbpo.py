@@ -276,7 +276,9 @@ class MBPO(SAC):
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """Refit the model and branch rollouts when due, then SAC's own gradient steps."""
-        if self._last_model_train < 0 or self.num_timesteps - self._last_model_train >= self.model_train_freq:
+        due = self._last_model_train < 0 or self.num_timesteps - self._last_model_train >= self.model_train_freq
+        # With learning_starts near 0 the first fits wait until a holdout split is possible.
+        if due and self.replay_buffer.size() >= self.model_trainer.min_transitions:  # type: ignore[union-attr]
             self.train_model_and_rollout()
         super().train(gradient_steps=gradient_steps, batch_size=batch_size)
 

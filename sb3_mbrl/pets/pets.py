@@ -192,7 +192,11 @@ class PETS(OffPolicyAlgorithm):
         self, learning_starts: int, action_noise: Optional[ActionNoise] = None, n_envs: int = 1
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Random actions during warm-up, then MPC; the first plan waits for the first model fit."""
-        if self.num_timesteps >= learning_starts and not bool(self.policy.fitted) and self.replay_buffer.size() > 0:
+        if (
+            self.num_timesteps >= learning_starts
+            and not bool(self.policy.fitted)
+            and self.replay_buffer.size() >= self.model_trainer.min_transitions
+        ):
             self.train(gradient_steps=1, batch_size=self.batch_size)
         if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
             unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
@@ -226,6 +230,8 @@ class PETS(OffPolicyAlgorithm):
     # ------------------------------------------------------------------ model fitting
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Refit the ensemble on every real transition collected so far."""
+        if self.replay_buffer.size() < self.model_trainer.min_transitions:  # type: ignore[union-attr]
+            return  # too little data for a holdout split yet (learning_starts below a few steps)
         self.policy.set_training_mode(True)
         obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
         start = time.perf_counter()
