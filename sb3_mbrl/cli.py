@@ -9,6 +9,8 @@ commands:
            registered and zoo_configs/<algo>.yml as their default hyperparameters
   enjoy    rl-zoo's enjoy (same flags as `python -m rl_zoo3.enjoy`)
   imitate  imitation learning: `sb3-mbrl imitate expert|demos|bc|gail --env ENV ...`
+  plot     learning curves of rl-zoo runs, mean and spread over seeds: `sb3-mbrl plot -f logs/
+           baselines/ --algos pets sac --env Pendulum-v1 -o curves.png` (docs/diagnostics.md)
 
 `sb3-mbrl COMMAND --help` shows the flags of a command.
 """
@@ -23,6 +25,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from sb3_mbrl import zoo
 
     commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy,
+                "plot": lambda rest: __import__("sb3_mbrl.plotting", fromlist=["main"]).main(rest),
                 "imitate": lambda rest: __import__("sb3_mbrl.imitation_learning.cli", fromlist=["main"]).main(rest)}
     if command not in commands:
         print(f"sb3-mbrl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
