@@ -1,4 +1,4 @@
-"""The ``sb3-mbrl`` command: rl-zoo's train and enjoy with sb3_mbrl's algorithms registered."""
+"""The ``sb3-mbrl`` command: rl-zoo's train and enjoy with sb3_mbrl's algorithms registered, imitation, search results."""
 import sys
 from typing import List, Optional
 
@@ -6,7 +6,13 @@ USAGE = """usage: sb3-mbrl COMMAND [ARGS]
 
 commands:
   train    rl-zoo's train (same flags as `python -m rl_zoo3.train`), sb3_mbrl algorithms
-           registered and zoo_configs/<algo>.yml as their default hyperparameters
+           registered and zoo_configs/<algo>.yml as their default hyperparameters;
+           `-optimize --n-trials N` searches hyperparameters with Optuna, the study kept in
+           <log folder>/optuna/<algo>-<env>.db unless --storage names a database
+           (postgresql://user:password@host/db to share one study between machines)
+  best     the best hyperparameters of a search: `sb3-mbrl best --algo ALGO --env ENV` (local
+           study) or `--storage URL --study-name NAME`; `--yaml OUT.yml` writes them as an
+           rl-zoo config for `sb3-mbrl train --conf-file OUT.yml`
   enjoy    rl-zoo's enjoy (same flags as `python -m rl_zoo3.enjoy`)
   imitate  imitation learning: `sb3-mbrl imitate expert|demos|bc|gail --env ENV ...`
   plot     learning curves of rl-zoo runs, mean and spread over seeds: `sb3-mbrl plot -f logs/
@@ -25,6 +31,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from sb3_mbrl import zoo
 
     commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy,
+                "best": lambda rest: __import__("sb3_mbrl.optimize", fromlist=["best_main"]).best_main(rest),
                 "plot": lambda rest: __import__("sb3_mbrl.plotting", fromlist=["main"]).main(rest),
                 "imitate": lambda rest: __import__("sb3_mbrl.imitation_learning.cli", fromlist=["main"]).main(rest)}
     if command not in commands:

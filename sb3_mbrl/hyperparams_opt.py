@@ -1,0 +1,320 @@
+"""
+Optuna search spaces for PETS, MBPO and REINFORCE, in rl-zoo 2.2's sampler format.
+
+Each ``sample_<algo>_params(trial, n_actions, n_envs, additional_args)`` suggests values with
+``trial`` and returns keyword arguments for the algorithm's constructor; rl-zoo's
+``ExperimentManager.objective`` merges them (``dict.update``, so a sampled ``policy_kwargs`` or
+``optimizer_kwargs`` replaces the config file's) into the hyperparameters read from the config file.
+:func:`sb3_mbrl.zoo.register_algorithms` adds them to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``.
+
+The ranges are sized for CPU runs on a couple of cores: the PETS planner's cost grows with
+``population_size * num_particles * horizon * iterations`` and MBPO's with SAC's gradient steps per env
+step, so the largest values here stay within a few times the cost of ``zoo_configs``.
+"""
+import math
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import optuna
+from rl_zoo3.hyperparams_opt import sample_sac_params
+from torch import nn
+
+Sampler = Callable[[Any, int, int, Dict[str, Any]], Dict[str, Any]]
+
+# Hidden layers of each ensemble member ("big" is the PETS/MBPO papers' 4 x 200).
+PETS_NET_ARCH: Dict[str, List[int]] = {
+    "small": [64, 64, 64],
+    "medium": [200, 200, 200],
+    "big": [200, 200, 200, 200],
+}
+
+# rl-zoo's SAC space, narrowed for MBPO (same parameter names, so rl-zoo's sampler code is reused):
+# MBPO fits its first model at learning_starts, so 10k-20k random steps (rl-zoo's choices) would use
+# up a CPU-sized budget; SAC batches above 512 multiply the cost of MBPO's many updates per env step;
+# rl-zoo's learning rates go up to 1, where SAC diverges.
+MBPO_SAC_CATEGORICAL: Dict[str, List[Any]] = {
+    "learning_starts": [200, 500, 1000, 2000],
+    "train_freq": [1, 2, 4, 8],
+    "batch_size": [64, 128, 256, 512],
+}
+MBPO_SAC_FLOAT: Dict[str, Tuple[float, float]] = {"learning_rate": (1e-5, 1e-2)}
+
+REINFORCE_NET_ARCH: Dict[str, Dict[str, List[int]]] = {
+    "tiny": dict(pi=[64], vf=[64]),
+    "small": dict(pi=[64, 64], vf=[64, 64]),
+    "medium": dict(pi=[256, 256], vf=[256, 256]),
+}
+ACTIVATION_FN: Dict[str, type] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+# Steps per env the rollout buffer is sized for, per episode of the batch: gymnasium's longest default
+# time limit among classic-control and MuJoCo tasks. Longer episodes still work: REINFORCE ends the
+# rollout when the buffer is full and completes (or drops) the unfinished episodes.
+REINFORCE_EPISODE_STEPS = 1000
+
+
+def sample_pets_params(
+    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
+) -> Dict[str, Any]:
+    """
+    Sampler for PETS hyperparameters: the planner (CEM or iCEM, horizon, population, elites,
+    iterations), trajectory sampling (particles, TS-inf or TS-1) and the dynamics model (size,
+    learning rate).
+
+    :param trial: Optuna trial (or ``optuna.trial.FixedTrial``)
+    :param n_actions: Action dimension (unused: the planner works in the action box)
+    :param n_envs: Number of envs (unused)
+    :param additional_args: rl-zoo's extra arguments (unused)
+    :return: PETS constructor keyword arguments
+    """
+    horizon = trial.suggest_categorical("horizon", [10, 15, 20, 25, 30])
+    optimizer = trial.suggest_categorical("optimizer", ["cem", "icem"])
+    population_size = trial.suggest_categorical("population_size", [50, 100, 200])
+    # A share of the population rather than a count: the number of elites then stays below the
+    # population for every combination (and the search space stays fixed for TPE).
+    elite_fraction = trial.suggest_categorical("elite_fraction", [0.05, 0.1, 0.2])
+    iterations = trial.suggest_categorical("iterations", [3, 4, 5])
+    num_particles = trial.suggest_categorical("num_particles", [1, 3, 5, 10])
+    propagation = trial.suggest_categorical("propagation", ["fixed_model", "random_model"])
+    net_arch_type = trial.suggest_categorical("net_arch", list(PETS_NET_ARCH))
+    learning_rate = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
+
+    optimizer_kwargs: Dict[str, Any] = {
+        "population_size": population_size,
+        "num_elites": max(2, round(population_size * elite_fraction)),
+        "iterations": iterations,
+    }
+    if optimizer == "icem":
+        # Colour of iCEM's noise: 0 white, 2 red (smooth action sequences).
+        optimizer_kwargs["noise_beta"] = trial.suggest_categorical("noise_beta", [0.0, 1.0, 2.0, 2.5])
+    return {
+        "horizon": horizon,
+        "num_particles": num_particles,
+        "propagation": propagation,
+        "optimizer": optimizer,
+        "optimizer_kwargs": optimizer_kwargs,
+        "learning_rate": learning_rate,
+        # A sampled policy_kwargs replaces the config's, so it repeats the zoo configs' planning
+        # precision: bfloat16 plans about 3.5x faster than float32 on CPU.
+        "policy_kwargs": dict(net_arch=list(PETS_NET_ARCH[net_arch_type]), planning_dtype="bfloat16"),
+    }
+
+
+class _NarrowedTrial:
+    """
+    A trial whose ``suggest_categorical`` / ``suggest_float`` use other choices or bounds for some
+    parameter names, and that behaves like the wrapped trial otherwise. It lets MBPO reuse rl-zoo's SAC
+    sampler with ranges that fit MBPO, under the same parameter names.
+
+    :param trial: The trial to wrap
+    :param categorical: Choices by parameter name
+    :param floats: ``(low, high)`` by parameter name (the sampler's ``log`` flag is kept)
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        categorical: Mapping[str, Sequence[Any]],
+        floats: Mapping[str, Tuple[float, float]],
+    ) -> None:
+        self._trial = trial
+        self._categorical = categorical
+        self._floats = floats
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._trial.suggest_categorical(name, list(self._categorical.get(name, choices)))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: Optional[float] = None, log: bool = False) -> float:
+        low, high = self._floats.get(name, (low, high))
+        return self._trial.suggest_float(name, low, high, step=step, log=log)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+def sample_mbpo_params(
+    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
+) -> Dict[str, Any]:
+    """
+    Sampler for MBPO hyperparameters: rl-zoo's SAC sampler (ranges narrowed for MBPO, see
+    ``MBPO_SAC_CATEGORICAL``) plus the model-based ones: SAC updates per env step
+    (``updates_per_env_step``), rollout length, share of real data in each SAC batch and model
+    refit frequency.
+
+    :param trial: Optuna trial (or ``optuna.trial.FixedTrial``)
+    :param n_actions: Action dimension (passed on to rl-zoo's SAC sampler)
+    :param n_envs: Number of envs (passed on)
+    :param additional_args: rl-zoo's extra arguments (``using_her_replay_buffer``, ``her_kwargs``)
+    :return: MBPO constructor keyword arguments
+    """
+    additional_args = {"using_her_replay_buffer": False, "her_kwargs": {}, **additional_args}
+    if additional_args["using_her_replay_buffer"]:
+        raise ValueError("MBPO keeps its own replay buffer (real + model data) and cannot use HER")
+    hyperparams = sample_sac_params(
+        _NarrowedTrial(trial, MBPO_SAC_CATEGORICAL, MBPO_SAC_FLOAT),  # type: ignore[arg-type]
+        n_actions,
+        n_envs,
+        additional_args,
+    )
+    # rl-zoo ties SAC's gradient_steps to train_freq (one update per env step). MBPO's point is many
+    # updates per env step (G, 20 in the paper): G per env step is G * train_freq per train() call.
+    updates_per_step = trial.suggest_categorical("updates_per_env_step", [1, 5, 10, 20])
+    hyperparams["gradient_steps"] = updates_per_step * hyperparams["train_freq"]
+    hyperparams["rollout_length"] = trial.suggest_categorical("rollout_length", [1, 2, 5, 10])
+    hyperparams["real_ratio"] = trial.suggest_categorical("real_ratio", [0.05, 0.1, 0.25, 0.5])
+    hyperparams["model_train_freq"] = trial.suggest_categorical("model_train_freq", [100, 250, 500])
+    return hyperparams
+
+
+def sample_reinforce_params(
+    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
+) -> Dict[str, Any]:
+    """
+    Sampler for REINFORCE hyperparameters: learning rate, discount, baseline, episodes per update
+    (the rollout buffer is sized to hold them), passes over each batch, entropy bonus, advantage
+    normalisation and the policy network.
+
+    :param trial: Optuna trial (or ``optuna.trial.FixedTrial``)
+    :param n_actions: Action dimension (unused)
+    :param n_envs: Number of envs: the rollout buffer holds ``n_steps`` steps per env
+    :param additional_args: rl-zoo's extra arguments (unused)
+    :return: REINFORCE constructor keyword arguments
+    """
+    learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+    gamma = trial.suggest_categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999])
+    baseline = trial.suggest_categorical("baseline", ["value", "mean", None])
+    n_episodes = trial.suggest_categorical("n_episodes", [1, 2, 5, 10, 20])
+    n_epochs = trial.suggest_categorical("n_epochs", [1, 2, 4])
+    ent_coef = trial.suggest_categorical("ent_coef", [0.0, 1e-3, 1e-2])
+    normalize_advantage = trial.suggest_categorical("normalize_advantage", [True, False])
+    net_arch_type = trial.suggest_categorical("net_arch", list(REINFORCE_NET_ARCH))
+    activation_fn_name = trial.suggest_categorical("activation_fn", list(ACTIVATION_FN))
+
+    n_envs = max(1, int(n_envs))
+    return {
+        "learning_rate": learning_rate,
+        "gamma": gamma,
+        "baseline": baseline,
+        "n_episodes": n_episodes,
+        # The episodes of a batch are spread over the envs: each env holds its share of them.
+        "n_steps": math.ceil(n_episodes / n_envs) * REINFORCE_EPISODE_STEPS,
+        "n_epochs": n_epochs,
+        "ent_coef": ent_coef,
+        "normalize_advantage": normalize_advantage,
+        "policy_kwargs": dict(
+            net_arch={key: list(value) for key, value in REINFORCE_NET_ARCH[net_arch_type].items()},
+            activation_fn=ACTIVATION_FN[activation_fn_name],
+        ),
+    }
+
+
+SAMPLERS: Dict[str, Sampler] = {
+    "pets": sample_pets_params,
+    "mbpo": sample_mbpo_params,
+    "reinforce": sample_reinforce_params,
+}
+
+
+def get_sampler(algo: str) -> Sampler:
+    """
+    The sampler of an algorithm: ours, or rl-zoo's for SB3's own algorithms.
+
+    :param algo: rl-zoo algorithm name (``pets``, ``sac`` ...)
+    :return: The sampler function
+    """
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    samplers = {**HYPERPARAMS_SAMPLER, **SAMPLERS}
+    if algo not in samplers:
+        raise ValueError(f"No hyperparameter sampler for algorithm {algo!r}; known: {sorted(samplers)}")
+    return samplers[algo]
+
+
+def hyperparams_from_params(
+    algo: str,
+    params: Dict[str, Any],
+    n_actions: int = 0,
+    n_envs: int = 1,
+    additional_args: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """
+    Constructor keyword arguments for a trial's parameters (``trial.params``), by running the
+    algorithm's sampler on an ``optuna.trial.FixedTrial``. The sampled names are not always the
+    constructor's (``net_arch: "small"``, MBPO's ``gradient_steps`` per env step, ...): the sampler
+    itself does that conversion.
+
+    :param algo: rl-zoo algorithm name
+    :param params: Parameter values by name, as stored in the study
+    :param n_actions: Action dimension, as rl-zoo passes it (0 unless the config sets action noise)
+    :param n_envs: Number of envs of the search (REINFORCE sizes its rollout buffer per env)
+    :param additional_args: rl-zoo's extra arguments (default: no HER)
+    :return: Keyword arguments for the algorithm's constructor
+    """
+    sampler = get_sampler(algo)
+    args = {"using_her_replay_buffer": False, "her_kwargs": {}, **(additional_args or {})}
+    trial = optuna.trial.FixedTrial(dict(params))
+    try:
+        hyperparams = sampler(trial, n_actions, n_envs, args)
+    except ValueError as error:
+        # FixedTrial raises ValueError for a missing parameter or a categorical value that is no choice.
+        raise ValueError(
+            f"The parameters {params} do not fit the current {algo} sampler ({error}); "
+            "was the study made for another algorithm or another version of its search space?"
+        ) from error
+    unused = sorted(set(params) - set(trial.params))
+    if unused:
+        raise ValueError(
+            f"Parameters {unused} are not in the current {algo} sampler: was the study made for another algorithm?"
+        )
+    return hyperparams
+
+
+def python_source(value: Any) -> str:
+    """
+    Python source for a value made of dicts, lists, tuples, scalars and ``torch.nn`` classes: the form
+    rl-zoo ``eval()``-s for ``policy_kwargs`` in its YAML files (with ``nn`` and ``th`` in scope).
+
+    :param value: The value
+    :return: Its source, e.g. ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``
+    """
+    if isinstance(value, dict):
+        if all(isinstance(key, str) and key.isidentifier() for key in value):
+            return "dict(" + ", ".join(f"{key}={python_source(item)}" for key, item in value.items()) + ")"
+        return "{" + ", ".join(f"{python_source(key)}: {python_source(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_source(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(python_source(item) for item in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, type) and issubclass(value, nn.Module) and getattr(nn, value.__name__, None) is value:
+        return f"nn.{value.__name__}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise ValueError(f"Cannot write {value!r} into an rl-zoo config: only dicts, lists, scalars and torch.nn classes")
+
+
+# rl-zoo eval()-s these keys when they are strings; every other value goes to the constructor as YAML gives it.
+_EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs")
+
+
+def to_zoo_config(hyperparams: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    Constructor keyword arguments as rl-zoo YAML values: ``policy_kwargs`` (and replay buffer
+    settings) as the Python source rl-zoo evaluates, tuples as lists, the rest unchanged.
+
+    :param hyperparams: Constructor keyword arguments
+    :return: Values ready for ``yaml.safe_dump``
+    """
+    config: Dict[str, Any] = {}
+    for key, value in hyperparams.items():
+        if key in _EVALUATED_KEYS and not isinstance(value, str):
+            config[key] = python_source(value)
+        else:
+            config[key] = _yaml_value(key, value)
+    return config
+
+
+def _yaml_value(key: str, value: Any) -> Union[None, bool, int, float, str, list, dict]:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_yaml_value(key, item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _yaml_value(key, item) for k, item in value.items()}
+    raise ValueError(f"Cannot write {key}={value!r} into an rl-zoo config (not a YAML scalar, list or mapping)")
