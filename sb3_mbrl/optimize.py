@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 import optuna
 import yaml
 
+from sb3_mbrl.zoo import flag_value
+
 STUDY_FOLDER = "optuna"  # under rl-zoo's log folder (-f, default "logs")
 SEARCH_ATTR = "sb3_mbrl_search"  # study user attribute: what the search runs (algo, env, config)
 T = TypeVar("T")
@@ -143,18 +145,6 @@ def _retrying(action: Callable[[], T], storage: str, attempts: int = 4) -> T:
 
 
 # ---------------------------------------------------------------------------- rl-zoo arguments
-def flag_value(argv: List[str], *flags: str) -> Optional[str]:
-    """The value of the last of ``flags`` in ``argv`` (``--flag value`` or ``--flag=value``)."""
-    value = None
-    for i, arg in enumerate(argv):
-        for flag in flags:
-            if arg == flag and i + 1 < len(argv):
-                value = argv[i + 1]
-            elif arg.startswith(flag + "="):
-                value = arg.split("=", 1)[1]
-    return value
-
-
 def hyperparams_overrides(argv: List[str]) -> List[str]:
     """The ``key:value`` strings of rl-zoo's ``--hyperparams`` / ``-params`` (its last occurrence)."""
     overrides: List[str] = []
@@ -238,8 +228,9 @@ class Search:
 def check_pets_evaluations(search: Search, n_evaluations: Optional[int]) -> None:
     """
     Refuse a PETS search whose first evaluation comes before PETS's first model fit: PETS plans with the
-    model, so its ``predict`` (used by rl-zoo's ``TrialEvalCallback``) needs a fitted model, and the
-    error would stop the whole search. PETS fits first when it picks its action at step ``learning_starts``.
+    model, and before the first fit its ``predict`` (used by rl-zoo's ``TrialEvalCallback``) acts uniformly
+    at random, so that evaluation would score (and maybe prune) the trial on noise that says nothing
+    about its hyperparameters. PETS fits first when it picks its action at step ``learning_starts``.
 
     :param search: The search
     :param n_evaluations: ``--n-evaluations`` (None: rl-zoo's default, one per 100k steps)

@@ -42,21 +42,23 @@ def register_algorithms() -> Dict[str, Type[BaseAlgorithm]]:
     return ours
 
 
-def _flag_value(argv: List[str], *flags: str) -> Optional[str]:
+def flag_value(argv: List[str], *flags: str) -> Optional[str]:
+    """The value of the last occurrence of any of ``flags`` (argparse's rule), or None."""
+    value = None
     for i, arg in enumerate(argv):
         for flag in flags:
             if arg == flag and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(flag + "="):
-                return arg.split("=", 1)[1]
-    return None
+                value = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg.split("=", 1)[1]
+    return value
 
 
 def _default_eval_freq(argv: List[str], conf_file: Optional[str]) -> Optional[int]:
     """Five evaluations per run, from ``-n`` or the config's ``n_timesteps``."""
-    n_timesteps = _flag_value(argv, "-n", "--n-timesteps")
+    n_timesteps = flag_value(argv, "-n", "--n-timesteps")
     if n_timesteps is None and conf_file and conf_file.endswith((".yml", ".yaml")):
-        env_id = _flag_value(argv, "--env") or "CartPole-v1"
+        env_id = flag_value(argv, "--env") or "CartPole-v1"
         with open(conf_file) as file:
             config = yaml.safe_load(file) or {}
         n_timesteps = (config.get(env_id) or {}).get("n_timesteps")
@@ -112,23 +114,23 @@ def train_argv(argv: List[str]) -> List[str]:
     from sb3_mbrl import optimize
 
     argv = list(argv)
-    algo = _flag_value(argv, "--algo") or "ppo"
-    env_id = _flag_value(argv, "--env") or "CartPole-v1"
-    conf_file = _flag_value(argv, "-conf", "--conf-file")
+    algo = flag_value(argv, "--algo") or "ppo"
+    env_id = flag_value(argv, "--env") or "CartPole-v1"
+    conf_file = flag_value(argv, "-conf", "--conf-file")
     if conf_file is None:
         conf_file = default_conf_file(algo, env_id)
         if Path(conf_file).parent == zoo_config_dir():  # rl-zoo finds its own file by itself
             argv += ["--conf-file", conf_file]
     if _is_optimize(argv):
-        storage = _flag_value(argv, "--storage")
+        storage = flag_value(argv, "--storage")
         if storage is None:
-            log_folder = _flag_value(argv, "-f", "--log-folder") or "logs"
+            log_folder = flag_value(argv, "-f", "--log-folder") or "logs"
             argv += ["--storage", optimize.sqlite_url(optimize.default_storage_path(log_folder, algo, env_id))]
         else:
             _set_flag(argv, "--storage", optimize.storage_url(storage))
-        if _flag_value(argv, "--study-name") is None:
+        if flag_value(argv, "--study-name") is None:
             argv += ["--study-name", optimize.default_study_name(algo, env_id)]
-    elif _flag_value(argv, "--eval-freq") is None:
+    elif flag_value(argv, "--eval-freq") is None:
         eval_freq = _default_eval_freq(argv, conf_file)
         if eval_freq is not None:
             argv += ["--eval-freq", str(eval_freq)]

@@ -17,7 +17,7 @@ def _run(args, cwd, timeout=300):
 
 
 def test_train_and_enjoy_sac_pendulum(tmp_path):
-    _run(["train", "--algo", "sac", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "0"], tmp_path)
+    _run(["train", "--algo", "sac", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "0", "--num-threads", "1"], tmp_path)
     run_dir = tmp_path / "logs" / "sac" / "Pendulum-v1_1"
     assert (run_dir / "Pendulum-v1.zip").is_file()
     evaluations = np.load(run_dir / "evaluations.npz")

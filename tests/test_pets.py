@@ -262,11 +262,6 @@ def test_callbacks_fire_and_can_stop(tmp_path):
     assert (tmp_path / "pets_70_steps.zip").is_file()
 
 
-def test_predict_before_training_is_a_clear_error():
-    with pytest.raises(RuntimeError, match="not been trained"):
-        tiny_pets().predict(np.zeros(3, np.float32))
-
-
 @pytest.mark.parametrize("optimizer", ["icem", "mppi", "random"])
 @pytest.mark.parametrize("propagation", ["random_model", "expectation"])
 def test_other_planners_and_propagations(optimizer, propagation):
@@ -299,3 +294,22 @@ def test_cli_train_pets(tmp_path):
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "logs" / "pets" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
+
+
+def test_predict_before_the_first_fit_acts_randomly_with_a_warning():
+    model = tiny_pets()
+    obs = np.zeros((3, 3), dtype=np.float32)
+    with pytest.warns(UserWarning, match="not been fitted yet"):
+        actions, _ = model.predict(obs)
+    assert actions.shape == (3, 1)
+    assert np.all(np.abs(actions) <= 2.0) and len(np.unique(actions)) == 3  # uniform in [-2, 2], not a constant
+
+
+def test_eval_callback_during_warm_up_does_not_stop_training(tmp_path):
+    # Evaluations before learning_starts (e.g. `sb3-mbrl train -n 500` evaluates every 100 steps).
+    model = tiny_pets(learning_starts=120)
+    eval_cb = EvalCallback(make_vec_env("Pendulum-v1", n_envs=1), eval_freq=60, n_eval_episodes=1,
+                           log_path=str(tmp_path), verbose=0)
+    with pytest.warns(UserWarning, match="not been fitted yet"):
+        model.learn(200, callback=eval_cb)
+    assert eval_cb.evaluations_timesteps[:2] == [60, 120] and bool(model.policy.fitted)

@@ -1,5 +1,6 @@
 """The MPC policy of PETS: plans with the ensemble at every step."""
 import time
+import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -103,6 +104,7 @@ class MPCPolicy(BasePolicy):
             learn_logvar_bounds=learn_logvar_bounds,
         )
         self.register_buffer("fitted", th.tensor(False))
+        self._warned_unfitted = False
         self.model_env = ModelEnv(
             self.dynamics,
             reward_fn=reward_fn,
@@ -178,7 +180,18 @@ class MPCPolicy(BasePolicy):
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Plan from each observation ``(M, obs_dim)``; return the first actions ``(M, A)``."""
         if not bool(self.fitted):
-            raise RuntimeError("The dynamics model has not been trained yet: call learn() before predict()")
+            # Before the first fit PETS acts uniformly at random (its warm-up behaviour), so an
+            # EvalCallback during warm-up measures that instead of stopping training.
+            if not self._warned_unfitted:
+                self._warned_unfitted = True
+                warnings.warn(
+                    "PETS: the dynamics model has not been fitted yet (learn() fits it after learning_starts "
+                    "steps), so predict() returns uniform random actions",
+                    stacklevel=3,
+                )
+            low = th.as_tensor(self.action_space.low, dtype=th.float32, device=observation.device)
+            high = th.as_tensor(self.action_space.high, dtype=th.float32, device=observation.device)
+            return low + (high - low) * th.rand(observation.shape[0], low.numel(), device=observation.device)
         start = time.perf_counter()
         obs = observation.float().reshape(observation.shape[0], -1)
         n_starts = obs.shape[0]
