@@ -50,7 +50,11 @@ def find_run_dirs(folder: PathLike, algo: str, env_id: str) -> List[Path]:
     if not algo_dir.is_dir():
         return []
     pattern = re.compile(rf"^{re.escape(env_folder_name(env_id))}_(\d+)(_.*)?$")
-    runs = [(int(match.group(1)), path) for path in algo_dir.iterdir() if path.is_dir() and (match := pattern.match(path.name))]
+    runs = []
+    for path in algo_dir.iterdir():
+        match = pattern.match(path.name)
+        if match and path.is_dir():
+            runs.append((int(match.group(1)), path))
     return [path for _, path in sorted(runs)]
 
 

@@ -59,7 +59,8 @@ def test_plot_real_runs_against_a_baseline_folder(zoo_logs, tmp_path, capsys):
     # Training episodes from the monitor files, and two panels.
     two = tmp_path / "two.png"
     fake_run(logs, "sac", "InvertedPendulum-v4", 1, [100], [[5.0, 7.0]])
-    main(["plot", "-f", str(logs), "-a", "sac", "-e", "Pendulum-v1", "InvertedPendulum-v4", "-o", str(two), "--spread", "minmax"])
+    main(["plot", "-f", str(logs), "-a", "sac", "-e", "Pendulum-v1", "InvertedPendulum-v4", "-o", str(two),
+          "--spread", "minmax"])
     assert imread(two).shape[:2] == (420, 1200)
     train = collect_curves([logs], ["sac"], "Pendulum-v1", source="train")["sac"]
     assert [c.x.tolist() for c in train] == [[200.0], [200.0]]  # one 200-step episode per run
