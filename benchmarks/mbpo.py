@@ -96,7 +96,7 @@ def replot(results: str, plot: str) -> None:
         labelled = set()
         for r in (r for r in runs if r["task"] == task):
             steps, means = zip(*r["eval_curve"])
-            ax.plot(steps, means, color="C0" if r["algo"] == "MBPO" else "C1", alpha=0.8,
+            ax.plot(steps, means, color="C0" if r["algo"] == "MBPO" else "C1", alpha=0.8, marker="o", ms=3,
                     label=None if r["algo"] in labelled else r["algo"])
             labelled.add(r["algo"])
         ax.axhline(GOALS[task], color="gray", ls="--", lw=1)
@@ -134,7 +134,7 @@ def main() -> None:
                           eval_curve=[(h["step"], round(h["mean"], 1)) for h in result["history"]]))
                 steps = [h["step"] for h in result["history"]]
                 means = [h["mean"] for h in result["history"]]
-                ax.plot(steps, means, color="C0" if algo == "MBPO" else "C1", alpha=0.8,
+                ax.plot(steps, means, color="C0" if algo == "MBPO" else "C1", alpha=0.8, marker="o", ms=3,
                         label=algo if seed == args.seeds[0] else None)
         if "MBPO" in first and "SAC" in first:
             for seed, mbpo_step, sac_step in zip(args.seeds, first["MBPO"], first["SAC"]):
