@@ -12,9 +12,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PathLike = Union[str, Path]
 SOURCES = ("eval", "train")
@@ -225,6 +228,11 @@ def plot_learning_curves(
         ax.set_ylabel("evaluation return" if source == "eval" else "training episode return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save_figure(figure, output, title)
+
+
+def _save_figure(figure: "Figure", output: PathLike, title: Optional[str]) -> Path:
+    """Title, tight layout and a 100-dpi PNG at ``output`` (its folder created); returns the path."""
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -287,13 +295,7 @@ def plot_progress(
         ax.grid(alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=100)
-    return output
+    return _save_figure(figure, output, title)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

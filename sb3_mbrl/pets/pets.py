@@ -192,11 +192,7 @@ class PETS(OffPolicyAlgorithm):
         self, learning_starts: int, action_noise: Optional[ActionNoise] = None, n_envs: int = 1
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Random actions during warm-up, then MPC; the first plan waits for the first model fit."""
-        if (
-            self.num_timesteps >= learning_starts
-            and not bool(self.policy.fitted)
-            and self.replay_buffer.size() >= self.model_trainer.min_transitions
-        ):
+        if self.num_timesteps >= learning_starts and not bool(self.policy.fitted):  # train() waits for enough data
             self.train(gradient_steps=1, batch_size=self.batch_size)
         if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
             unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
