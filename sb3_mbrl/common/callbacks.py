@@ -10,8 +10,7 @@ Which transitions: the ones collected since the model's last fit. PETS and MBPO 
 data the current model has never seen. They cost nothing extra (no evaluation episodes: for
 PETS each evaluation step would be a full MPC plan), and they come from the states the
 training policy visits now, which is where model errors hurt. The callback recognises a fit
-by the change of the ensemble's normalisation statistics (every ``EnsembleTrainer.fit``
-refits them) and measures just before the next refit can happen (at the end of a rollout,
+by the algorithm's ``EnsembleTrainer.n_fits`` counter and measures just before the next refit can happen (at the end of a rollout,
 after the rollout's last transition is stored, before SB3 calls ``train()``).
 """
 import warnings
@@ -267,7 +266,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         self.last_metrics: Dict[str, float] = {}
         # Replay-buffer row indices of the last measurement (oldest first), for inspection.
         self.last_rows: Optional[np.ndarray] = None
-        self._signature: Optional[th.Tensor] = None
+        self._fits_seen = 0
         self._rows_at_fit: Optional[int] = None
         self._next_due = 0
         self._pending = False
@@ -282,14 +281,14 @@ class ModelDiagnosticsCallback(BaseCallback):
                 f"{type(self.model).__name__}: model diagnostics read fresh transitions from an SB3 ReplayBuffer, "
                 f"got {type(buffer).__name__}"
             )
-        self._signature = self._fit_signature()
+        self._fits_seen = self._fit_count()
         self._rows_at_fit = None  # unknown until a fit is seen: the model may hold any data so far
         self._next_due = self.model.num_timesteps + self.eval_freq
         self._pending = False
 
     def _on_step(self) -> bool:
-        signature = self._fit_signature()
-        if not th.equal(signature, self._signature):  # type: ignore[arg-type]
+        fits = self._fit_count()
+        if fits != self._fits_seen:
             # SB3 stores this step's transition after on_step, so the fit used every row stored so far.
             rows_at_fit = self._rows_stored() - 1
             if self._pending and self._rows_at_fit is not None and not self._warned:
@@ -300,7 +299,7 @@ class ModelDiagnosticsCallback(BaseCallback):
                     "lower min_transitions to get measurements",
                     stacklevel=2,
                 )
-            self._signature = signature
+            self._fits_seen = fits
             self._rows_at_fit = rows_at_fit
         if self.model.num_timesteps >= self._next_due:
             self._pending = True
@@ -368,8 +367,8 @@ class ModelDiagnosticsCallback(BaseCallback):
         """Rows stored in this ``learn()`` call's frame of reference: env steps per env so far."""
         return self.model.num_timesteps // self.model.replay_buffer.n_envs  # type: ignore[union-attr]
 
-    def _fit_signature(self) -> th.Tensor:
-        # Every EnsembleTrainer.fit refits the normaliser on the whole buffer, so these change at each fit.
-        ensemble = self.ensemble
-        assert ensemble is not None
-        return th.cat([ensemble.input_mean, ensemble.input_std, ensemble.target_mean, ensemble.target_std], dim=1).clone()
+    def _fit_count(self) -> int:
+        trainer = getattr(self.model, "model_trainer", None)
+        if trainer is None:
+            raise TypeError(f"{type(self.model).__name__} has no model_trainer: model diagnostics need PETS or MBPO")
+        return trainer.n_fits

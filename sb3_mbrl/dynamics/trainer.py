@@ -116,6 +116,7 @@ class EnsembleTrainer:
         self.patience = patience
         self.improvement_threshold = improvement_threshold
         self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
+        self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened
 
     @property
     def device(self) -> th.device:
@@ -221,6 +222,7 @@ class EnsembleTrainer:
             raise RuntimeError(f"Dynamics model training diverged: holdout MSE per member {best_mse.tolist()}")
         elites = th.argsort(best_mse)[: model.num_elites]
         model.elite_indices.copy_(elites.sort().values)
+        self.n_fits += 1
         return {
             "train_loss": train_loss,
             "holdout_mse": best_mse.tolist(),
