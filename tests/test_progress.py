@@ -144,4 +144,4 @@ def test_learning_starts_zero_waits_for_enough_data_to_fit(algo):
     if algo == "PETS":
         assert bool(model.policy.fitted)
     else:
-        assert model._last_model_train >= 5
+        assert model._model_fitted and model.model_buffer.size > 0

@@ -1,4 +1,5 @@
-"""Pieces shared by the sb3_mbrl algorithms: callbacks."""
+"""Pieces shared by the sb3_mbrl algorithms: callbacks, policy-only save/load."""
 from sb3_mbrl.common.callbacks import ModelDiagnosticsCallback, get_dynamics_ensemble
+from sb3_mbrl.common.policy_io import load_policy, save_policy
 
-__all__ = ["ModelDiagnosticsCallback", "get_dynamics_ensemble"]
+__all__ = ["ModelDiagnosticsCallback", "get_dynamics_ensemble", "load_policy", "save_policy"]

@@ -11,6 +11,42 @@ TransitionFn = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
 PROPAGATION_METHODS = ("random_model", "fixed_model", "expectation")
 
 
+def check_transition_fn_outputs(
+    reward_fn: Optional[TransitionFn],
+    termination_fn: Optional[TransitionFn],
+    reward: object,
+    terminated: object,
+    obs: th.Tensor,
+    actions: th.Tensor,
+) -> None:
+    """
+    Check once what a user's reward / termination function returned for ``B`` rows: a ``(B,)``
+    float tensor and a ``(B,)`` bool (or 0/1 integer) tensor. A ``(B, 1)`` reward would broadcast
+    against ``(B,)`` returns into a ``(B, B)`` matrix without an error, so it is refused here.
+    """
+    n_rows = obs.shape[0]
+    inputs = f"for obs {tuple(obs.shape)}, action {tuple(actions.shape)}, next_obs {tuple(obs.shape)}"
+    if reward_fn is not None:
+        if not isinstance(reward, th.Tensor) or reward.shape != (n_rows,) or not reward.is_floating_point():
+            got = f"{type(reward).__name__} {tuple(reward.shape)} {reward.dtype}" if isinstance(reward, th.Tensor) else type(reward).__name__
+            raise ValueError(
+                f"reward_fn {getattr(reward_fn, '__name__', reward_fn)!r} must return a float tensor of shape ({n_rows},) "
+                f"{inputs}; it returned {got}"
+            )
+    if termination_fn is not None:
+        ok_dtype = isinstance(terminated, th.Tensor) and (terminated.dtype == th.bool or not terminated.is_floating_point())
+        if not ok_dtype or terminated.shape != (n_rows,):  # type: ignore[union-attr]
+            got = (
+                f"{type(terminated).__name__} {tuple(terminated.shape)} {terminated.dtype}"
+                if isinstance(terminated, th.Tensor)
+                else type(terminated).__name__
+            )
+            raise ValueError(
+                f"termination_fn {getattr(termination_fn, '__name__', termination_fn)!r} must return a bool tensor of "
+                f"shape ({n_rows},) {inputs}; it returned {got}"
+            )
+
+
 class ModelEnv:
     """
     Steps many states at once through the elite members of an ensemble.
@@ -60,6 +96,7 @@ class ModelEnv:
         self.generator = generator
         self.compute_dtype = compute_dtype
         self._fixed_perm: Optional[th.Tensor] = None
+        self._checked_fns = False  # the user's reward/termination outputs are checked on the first step
 
     @property
     def device(self) -> th.device:
@@ -149,10 +186,13 @@ class ModelEnv:
         else:
             reward = delta[:, -1]
         if self.termination_fn is not None:
-            terminated = self.termination_fn(obs, actions, next_obs).bool()
+            terminated = self.termination_fn(obs, actions, next_obs)
         else:
             terminated = th.zeros(obs.shape[0], dtype=th.bool, device=obs.device)
-        return next_obs, reward, terminated
+        if not self._checked_fns:
+            check_transition_fn_outputs(self.reward_fn, self.termination_fn, reward, terminated, obs, actions)
+            self._checked_fns = True
+        return next_obs, reward, terminated.bool()
 
     @th.no_grad()
     def evaluate_action_sequences(

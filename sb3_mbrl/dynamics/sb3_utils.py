@@ -6,10 +6,12 @@ from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 
 from sb3_mbrl.dynamics.model_env import TransitionFn
 from sb3_mbrl.envs import get_reward_fn, get_termination_fn, has_terminal_states
@@ -27,6 +29,39 @@ def env_id_of(env: Optional[VecEnv]) -> Optional[str]:
     except (AttributeError, IndexError):
         return None
     return getattr(spec, "id", None)
+
+
+def check_vector_observations(algo_name: str, env: object) -> None:
+    """
+    Refuse observation spaces the dynamics model cannot learn: anything but a flat ``Box``
+    (a ``Dict``, ``Discrete`` ... or an image). ``env`` is an env, a VecEnv, or an id (not checked
+    until it is made). Called before SB3's own checks so that the message names the real problem.
+    """
+    space = getattr(env, "observation_space", None)
+    if space is None:
+        return
+    if not isinstance(space, spaces.Box):
+        raise ValueError(f"{algo_name}'s dynamics model needs a Box observation space; got {space}")
+    if is_image_space(space, check_channels=False):
+        raise ValueError(
+            f"{algo_name}'s dynamics model needs vector observations; got image observations {space}: "
+            "flatten them or encode them into a vector first"
+        )
+
+
+def check_no_vec_normalize(algo_name: str, env: object) -> None:
+    """
+    Refuse ``VecNormalize``: the dynamics model learns from the raw observations and rewards of
+    the replay buffer and normalises its own inputs, so normalised observations (to plan from or
+    to train the actor on) would not match the model's, and plans or rollouts would be silently wrong.
+    """
+    if isinstance(env, VecEnv) and unwrap_vec_wrapper(env, VecNormalize) is not None:
+        raise ValueError(
+            f"{algo_name} does not support VecNormalize: its dynamics model is fitted on the raw observations "
+            "and rewards in the replay buffer and normalises its inputs itself, so VecNormalize's normalised "
+            "observations would give wrong plans and model rollouts. Remove the VecNormalize wrapper "
+            "(with rl-zoo: drop 'normalize: true' from the hyperparameters)."
+        )
 
 
 def resolve_transition_fns(

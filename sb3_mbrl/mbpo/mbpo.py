@@ -10,6 +10,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import get_schedule_fn, update_learning_rate
 from stable_baselines3.sac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SACPolicy
 from torch import nn
 
@@ -17,6 +18,8 @@ from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
     check_finite_transition,
+    check_no_vec_normalize,
+    check_vector_observations,
     env_id_of,
     env_steps_per_second,
     replay_buffer_transitions,
@@ -27,6 +30,35 @@ from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, roll
 
 SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
 RolloutSchedule = Union[int, Tuple[int, int, int, int], Sequence[int]]
+
+# The MBPO paper's L2 coefficients for its 4 hidden layers and the output layer.
+PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+
+
+def model_weight_decays_for(net_arch: Sequence[int], weight_decays: Union[str, Sequence[float], None]) -> List[float]:
+    """
+    One L2 coefficient per model layer (hidden layers, then output).
+
+    ``"auto"`` spreads the paper's decays over the layers of ``net_arch`` (exactly the paper's for
+    4 hidden layers; linear interpolation, from the first hidden layer's to the output's, for
+    other depths); ``None`` means no weight decay; a sequence must have one entry per layer.
+    """
+    n_layers = len(net_arch) + 1
+    if weight_decays is None:
+        return [0.0] * n_layers
+    if isinstance(weight_decays, str):
+        if weight_decays != "auto":
+            raise ValueError(f"MBPO: model_weight_decays must be 'auto', None or a list of floats, got {weight_decays!r}")
+        paper = np.asarray(PAPER_WEIGHT_DECAYS)
+        return [float(x) for x in np.interp(np.linspace(0, 1, n_layers), np.linspace(0, 1, len(paper)), paper)]
+    decays = [float(x) for x in weight_decays]
+    if len(decays) != n_layers:
+        raise ValueError(
+            f"MBPO: model_weight_decays has {len(decays)} entries but model_net_arch {list(net_arch)} has "
+            f"{n_layers} layers ({len(net_arch)} hidden + output); give one decay per layer, or 'auto' for the "
+            "paper's decays spread over the layers"
+        )
+    return decays
 
 
 def rollout_length_at(schedule: RolloutSchedule, epoch: int) -> int:
@@ -62,10 +94,16 @@ class MBPO(SAC):
     Model-Based Policy Optimization: SB3's SAC, unchanged, whose replay buffer mixes
     ``real_ratio`` real transitions with transitions from short model rollouts.
 
-    Every ``model_train_freq`` env steps the ensemble is refitted on the real buffer and
+    Every ``model_train_freq`` env steps (counted over all envs and across ``learn()`` calls) the
+    ensemble is refitted on the real buffer and
     ``rollout_batch_size`` rollouts of ``rollout_length`` steps are branched from real states
     with the current policy (all rows in one batch per step; terminated rows leave the batch)
-    into a model buffer that keeps ``model_retain_epochs`` epochs of rollouts.
+    into a model buffer that keeps ``model_retain_epochs`` epochs of rollouts. After
+    ``load_replay_buffer`` the next SAC update refits first (the model buffer is rebuilt); after
+    ``load()`` SAC learns from real data alone until ``model_train_freq`` new env steps are in the
+    (new, empty) replay buffer, then the loaded model is refitted on them and rolled out.
+
+    ``VecNormalize`` is refused: the model and its rollouts live in raw observation units.
 
     Takes every SAC argument plus:
 
@@ -73,8 +111,10 @@ class MBPO(SAC):
     :param num_elites: Members used for rollouts.
     :param model_net_arch: Hidden layer sizes of each member.
     :param model_activation_fn: Their activation.
-    :param model_weight_decays: L2 coefficient per model layer (hidden then output).
-    :param model_learning_rate: Adam learning rate of the model.
+    :param model_weight_decays: L2 coefficient per model layer (hidden then output): ``"auto"`` (the
+        paper's decays spread over the layers of ``model_net_arch``), ``None`` (none) or a list.
+    :param model_learning_rate: Adam learning rate of the model, a float or a schedule of the
+        remaining progress (1 -> 0), applied at every model fit.
     :param model_batch_size: Mini-batch size of model training.
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_epochs: Maximum epochs per fit (``None``: early stopping only).
@@ -82,7 +122,8 @@ class MBPO(SAC):
     :param model_train_freq: Env steps between model fits (and rollouts).
     :param rollout_batch_size: Rollouts branched per fit.
     :param rollout_length: Rollout length ``k``: an int, or ``(min_epoch, max_epoch, min_length, max_length)``.
-    :param epoch_length: Env steps per epoch (for the rollout schedule and the model buffer size).
+    :param epoch_length: Env steps per epoch (for the rollout schedule and the model buffer size);
+        epochs count every env step this model has collected, across ``learn()`` calls and ``load()``.
     :param real_ratio: Share of real transitions in each SAC batch.
     :param model_retain_epochs: Epochs of rollouts kept in the model buffer.
     :param reward_fn: ``"auto"`` (known function of the env id if any, else learned), ``None``
@@ -130,8 +171,8 @@ class MBPO(SAC):
         num_elites: int = 5,
         model_net_arch: Sequence[int] = (200, 200, 200, 200),
         model_activation_fn: Type[nn.Module] = nn.SiLU,
-        model_weight_decays: Optional[Sequence[float]] = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4),
-        model_learning_rate: float = 1e-3,
+        model_weight_decays: Union[str, Sequence[float], None] = "auto",
+        model_learning_rate: Union[float, Schedule] = 1e-3,
         model_batch_size: int = 256,
         model_holdout_ratio: float = 0.2,
         model_epochs: Optional[int] = None,
@@ -152,8 +193,8 @@ class MBPO(SAC):
         if model_train_freq < 1 or rollout_batch_size < 1 or epoch_length < 1 or model_retain_epochs < 1:
             raise ValueError("MBPO: model_train_freq, rollout_batch_size, epoch_length and model_retain_epochs must be positive")
         self.rollout_length = check_rollout_schedule(rollout_length)
-        if model_weight_decays is not None and len(model_weight_decays) != len(model_net_arch) + 1:
-            model_weight_decays = None  # the paper's decays fit 4 hidden layers only
+        model_weight_decays = model_weight_decays_for(model_net_arch, model_weight_decays)
+        check_vector_observations("MBPO", env)
         try:
             super().__init__(
                 policy,
@@ -189,13 +230,13 @@ class MBPO(SAC):
             if space is not None and not isinstance(space, spaces.Box):
                 raise ValueError(f"MBPO needs a continuous (Box) action space; got {space}") from error
             raise
-        if self.env is not None and not isinstance(self.observation_space, spaces.Box):
-            raise ValueError(f"MBPO's dynamics model needs a Box observation space; got {self.observation_space}")
+        check_vector_observations("MBPO", self.env)
+        check_no_vec_normalize("MBPO", self.env)
         self.ensemble_size = ensemble_size
         self.num_elites = num_elites
         self.model_net_arch = list(model_net_arch)
         self.model_activation_fn = model_activation_fn
-        self.model_weight_decays = None if model_weight_decays is None else list(model_weight_decays)
+        self.model_weight_decays = model_weight_decays
         self.model_learning_rate = model_learning_rate
         self.model_batch_size = model_batch_size
         self.model_holdout_ratio = model_holdout_ratio
@@ -221,6 +262,13 @@ class MBPO(SAC):
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "real_ratio": self.real_ratio}
         super()._setup_model()
         self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
+        self.model_lr_schedule = get_schedule_fn(self.model_learning_rate)
+        # Saved with the model (load() restores them after this method runs):
+        self._model_fitted = getattr(self, "_model_fitted", False)
+        self._model_env_steps = getattr(self, "_model_env_steps", 0)  # every env step collected: the rollout epochs
+        # Not saved: they describe the replay buffer, which load() starts empty.
+        self._steps_since_model_train = 0
+        self._model_refit_pending = False
         obs_dim = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
         reward, termination = resolve_transition_fns("MBPO", self.env_id, self.reward_fn, self.termination_fn)
@@ -236,7 +284,7 @@ class MBPO(SAC):
         ).to(self.device)
         self.model_trainer = EnsembleTrainer(
             self.dynamics,
-            learning_rate=self.model_learning_rate,
+            learning_rate=self.model_lr_schedule(1.0),
             batch_size=self.model_batch_size,
             holdout_ratio=self.model_holdout_ratio,
             max_epochs=self.model_epochs,
@@ -251,11 +299,9 @@ class MBPO(SAC):
             deterministic=self.rollout_deterministic,
         )
         self._attach_model_buffer()
-        # Also after load(): the model buffer is empty, so the next train() refits and rolls out.
-        self._last_model_train = -1
 
     def _model_buffer_capacity(self) -> int:
-        length = rollout_length_at(self.rollout_length, self.num_timesteps // self.epoch_length)
+        length = rollout_length_at(self.rollout_length, self.rollout_epoch)
         return rollout_capacity(self.rollout_batch_size, length, self.epoch_length, self.model_train_freq, self.model_retain_epochs)
 
     def _attach_model_buffer(self) -> None:
@@ -266,6 +312,11 @@ class MBPO(SAC):
         )
 
     @property
+    def rollout_epoch(self) -> int:
+        """Epoch of the rollout-length schedule: env steps this model has collected // ``epoch_length``."""
+        return self._model_env_steps // self.epoch_length
+
+    @property
     def model_buffer(self) -> ModelTransitionBuffer:
         return self.replay_buffer.model_buffer  # type: ignore[union-attr, return-value]
 
@@ -273,25 +324,37 @@ class MBPO(SAC):
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:  # type: ignore[no-untyped-def]
         check_finite_transition("MBPO", new_obs, reward, self.num_timesteps)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._steps_since_model_train += len(dones)
+        self._model_env_steps += len(dones)
+
+    def model_fit_due(self) -> bool:
+        """Whether the next SAC update refits the model first (and branches new rollouts)."""
+        return (
+            not self._model_fitted
+            or self._model_refit_pending
+            or self._steps_since_model_train >= self.model_train_freq
+        )
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """Refit the model and branch rollouts when due, then SAC's own gradient steps."""
-        due = self._last_model_train < 0 or self.num_timesteps - self._last_model_train >= self.model_train_freq
         # With learning_starts near 0 the first fits wait until a holdout split is possible.
-        if due and self.replay_buffer.size() >= self.model_trainer.min_transitions:  # type: ignore[union-attr]
+        if self.model_fit_due() and self.replay_buffer.size() >= self.model_trainer.min_transitions:  # type: ignore[union-attr]
             self.train_model_and_rollout()
         super().train(gradient_steps=gradient_steps, batch_size=batch_size)
 
     def train_model_and_rollout(self) -> Dict[str, float]:
         """Fit the ensemble on all real data, then fill the model buffer with fresh rollouts."""
-        self._last_model_train = self.num_timesteps
+        self._steps_since_model_train, self._model_refit_pending = 0, False
+        model_lr = self.model_lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.dynamics_optimizer, model_lr)
         start = time.perf_counter()
         obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
         show_epoch = fit_progress_printer("  MBPO model", self.verbose)
         metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
         fit_seconds = time.perf_counter() - start
+        self._model_fitted = True
         start = time.perf_counter()
-        length = rollout_length_at(self.rollout_length, self.num_timesteps // self.epoch_length)
+        length = rollout_length_at(self.rollout_length, self.rollout_epoch)
         capacity = self._model_buffer_capacity()
         self.model_buffer.resize(capacity)
         n_added = self.branched_rollouts(obs, length)
@@ -299,6 +362,7 @@ class MBPO(SAC):
         self.logger.record("train/model_loss", metrics["train_loss"])
         self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
         self.logger.record("train/model_epochs", metrics["epochs"])
+        self.logger.record("train/model_learning_rate", model_lr)
         self.logger.record("rollout/model_rollout_length", length)
         self.logger.record("rollout/model_buffer_size", self.model_buffer.size)
         self.model_fit_seconds += fit_seconds
@@ -370,9 +434,27 @@ class MBPO(SAC):
         if not isinstance(self.replay_buffer, MixedReplayBuffer):
             raise ValueError("MBPO: the loaded replay buffer is not a MixedReplayBuffer")
         self._attach_model_buffer()  # model data is rebuilt, not saved
+        self._steps_since_model_train = 0
+        self._model_refit_pending = True  # refit on the loaded data before the next SAC update
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        check_no_vec_normalize("MBPO", env)
+        super().set_env(env, force_reset)
+
+    def _setup_learn(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check_no_vec_normalize("MBPO", self.env)
+        return super()._setup_learn(*args, **kwargs)
 
     def _excluded_save_params(self) -> List[str]:
-        return [*super()._excluded_save_params(), "dynamics", "model_trainer", "dynamics_optimizer", "model_env"]
+        return [
+            *super()._excluded_save_params(),
+            "dynamics",
+            "model_trainer",
+            "dynamics_optimizer",
+            "model_env",
+            "_steps_since_model_train",
+            "_model_refit_pending",
+        ]
 
     def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
         state_dicts, variables = super()._get_torch_save_params()

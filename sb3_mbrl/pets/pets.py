@@ -9,12 +9,14 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule, TrainFreq, TrainFrequencyUnit
 
 from sb3_mbrl.dynamics import EnsembleTrainer
 from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
     check_finite_transition,
+    check_no_vec_normalize,
+    check_vector_observations,
     env_id_of,
     env_steps_per_second,
     replay_buffer_transitions,
@@ -26,22 +28,41 @@ from sb3_mbrl.pets.policies import MPCPolicy
 SelfPETS = TypeVar("SelfPETS", bound="PETS")
 
 
+def parse_model_train_freq(freq: Union[int, Tuple[int, str]]) -> Tuple[int, TrainFrequencyUnit]:
+    """``n``, ``(n, "step")`` or ``(n, "episode")`` as ``(n, unit)``, with a clear error otherwise."""
+    n, unit = (freq, "step") if not isinstance(freq, (tuple, list)) else tuple(freq)  # type: ignore[misc]
+    try:
+        parsed_unit = TrainFrequencyUnit(unit)
+    except ValueError:
+        raise ValueError(f"PETS: model_train_freq unit must be 'step' or 'episode', got {freq!r}") from None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"PETS: model_train_freq must be a positive int or (int, 'step'|'episode'), got {freq!r}")
+    return int(n), parsed_unit
+
+
 class PETS(OffPolicyAlgorithm):
     """
     PETS: model predictive control over a probabilistic dynamics ensemble.
 
     Acts randomly for ``learning_starts`` steps, then plans every action with the ensemble
     (see :class:`MPCPolicy`), refitting the ensemble on all real data every
-    ``model_train_freq`` (default: after every episode). SB3 provides the replay buffer,
-    callbacks, logging and saving.
+    ``model_train_freq`` (default: after every episode). Data is collected one step (of every
+    env) at a time, so ``learn(n)`` runs exactly ``n`` steps and several envs work with an
+    episodic schedule too: ``(n, "episode")`` refits once ``n`` episodes have ended, counted over
+    all envs. SB3 provides the replay buffer, callbacks, logging and saving.
+
+    ``VecNormalize`` is refused: the model is fitted on the raw observations of the replay
+    buffer and normalises its inputs itself, so plans from normalised observations would be wrong.
 
     :param policy: ``"MlpPolicy"`` (the MPC policy) or a policy class.
     :param env: The environment (Box observations and actions), or its gymnasium id.
-    :param learning_rate: Adam learning rate of the dynamics model.
+    :param learning_rate: Adam learning rate of the dynamics model, a float or a schedule of the
+        remaining progress (1 -> 0), applied at every model fit.
     :param buffer_size: Capacity of the real-data replay buffer.
     :param learning_starts: Random-action steps before the first model fit and the first plan.
     :param batch_size: Mini-batch size of model training.
-    :param model_train_freq: Refit the model every ``n`` steps (int) or ``(n, "episode")``.
+    :param model_train_freq: Refit the model every ``n`` env steps (``n`` or ``(n, "step")``,
+        counted over all envs) or every ``n`` ended episodes (``(n, "episode")``).
     :param ensemble_size: Ensemble members.
     :param num_elites: Members used to plan (all when ``None``).
     :param horizon: Planning horizon.
@@ -103,6 +124,7 @@ class PETS(OffPolicyAlgorithm):
         device: Union[th.device, str] = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        check_vector_observations("PETS", env)
         super().__init__(
             policy,
             env,
@@ -112,8 +134,8 @@ class PETS(OffPolicyAlgorithm):
             batch_size=batch_size,
             tau=1.0,
             gamma=1.0,
-            train_freq=model_train_freq,
-            gradient_steps=1,  # one model fit per train() call
+            train_freq=1,  # collect step by step; train() refits when model_train_freq is due
+            gradient_steps=1,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -127,8 +149,10 @@ class PETS(OffPolicyAlgorithm):
         )
         if self.env is not None and not isinstance(self.action_space, spaces.Box):
             raise ValueError(f"PETS needs a continuous (Box) action space; got {self.action_space}")
-        if self.env is not None and not isinstance(self.observation_space, spaces.Box):
-            raise ValueError(f"PETS needs a Box observation space; got {self.observation_space}")
+        check_vector_observations("PETS", self.env)
+        check_no_vec_normalize("PETS", self.env)
+        self.model_train_freq = model_train_freq
+        self._model_train_freq = parse_model_train_freq(model_train_freq)
         self.ensemble_size = ensemble_size
         self.num_elites = num_elites
         self.horizon = horizon
@@ -147,6 +171,14 @@ class PETS(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
+        # Models saved before the step-by-step collection kept an episodic train_freq.
+        self.train_freq = TrainFreq(1, TrainFrequencyUnit.STEP)
+        self._model_train_freq = parse_model_train_freq(self.model_train_freq)
+        # Real data collected since the last model fit (kept across learn() calls; not saved, since
+        # load() starts with an empty replay buffer).
+        self._steps_since_fit = 0
+        self._episodes_since_fit = 0
+        self._model_refit_pending = False  # set by load_replay_buffer: refit on the loaded data
         self.set_random_seed(self.seed)
         self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
         if self.replay_buffer_class is None:
@@ -185,15 +217,14 @@ class PETS(OffPolicyAlgorithm):
             patience=self.model_patience,
             optimizer=self.policy.optimizer,
         )
-        self._convert_train_freq()
 
     # ------------------------------------------------------------------ acting
     def _sample_action(
         self, learning_starts: int, action_noise: Optional[ActionNoise] = None, n_envs: int = 1
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Random actions during warm-up, then MPC; the first plan waits for the first model fit."""
-        if self.num_timesteps >= learning_starts and not bool(self.policy.fitted):  # train() waits for enough data
-            self.train(gradient_steps=1, batch_size=self.batch_size)
+        if self.num_timesteps >= learning_starts and not bool(self.policy.fitted):
+            self.fit_model()  # waits until there is enough data for a holdout split
         if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
             unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
         else:
@@ -218,16 +249,33 @@ class PETS(OffPolicyAlgorithm):
     ) -> None:
         check_finite_transition("PETS", new_obs, reward, self.num_timesteps)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._steps_since_fit += len(dones)
+        self._episodes_since_fit += int(np.sum(dones))
         if dones.any():
             self.policy.use_plan_slot("collect")
             self.policy.reset_plans(dones)
             self.policy.use_plan_slot("predict")
 
     # ------------------------------------------------------------------ model fitting
+    def model_fit_due(self) -> bool:
+        """Whether ``model_train_freq`` says to refit now (always before the first fit)."""
+        if not bool(self.policy.fitted) or self._model_refit_pending:
+            return True
+        n, unit = self._model_train_freq
+        done = self._episodes_since_fit if unit == TrainFrequencyUnit.EPISODE else self._steps_since_fit
+        return done >= n
+
     def train(self, gradient_steps: int, batch_size: int) -> None:
+        """Called by SB3 after every collection step: refit the ensemble when ``model_train_freq`` is due."""
+        if self.model_fit_due():
+            self.fit_model()
+
+    def fit_model(self) -> None:
         """Refit the ensemble on every real transition collected so far."""
         if self.replay_buffer.size() < self.model_trainer.min_transitions:  # type: ignore[union-attr]
             return  # too little data for a holdout split yet (learning_starts below a few steps)
+        self._update_learning_rate(self.policy.optimizer)  # a learning-rate schedule takes effect here
+        self._steps_since_fit, self._episodes_since_fit, self._model_refit_pending = 0, 0, False
         self.policy.set_training_mode(True)
         obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
         start = time.perf_counter()
@@ -277,8 +325,21 @@ class PETS(OffPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
+        super().load_replay_buffer(path, truncate_last_traj)
+        self._steps_since_fit, self._episodes_since_fit = 0, 0
+        self._model_refit_pending = True  # the next train() refits on the loaded data
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        check_no_vec_normalize("PETS", env)
+        super().set_env(env, force_reset)
+
+    def _setup_learn(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check_no_vec_normalize("PETS", self.env)
+        return super()._setup_learn(*args, **kwargs)
+
     def _excluded_save_params(self) -> List[str]:
-        return [*super()._excluded_save_params(), "model_trainer"]
+        return [*super()._excluded_save_params(), "model_trainer", "_steps_since_fit", "_episodes_since_fit", "_model_refit_pending"]
 
     def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
         return ["policy", "policy.optimizer"], []

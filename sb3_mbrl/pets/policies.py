@@ -11,6 +11,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
+from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.model_env import TransitionFn
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
@@ -19,6 +20,14 @@ from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
 class MPCPolicy(BasePolicy):
     """
     Model predictive control over a probabilistic ensemble.
+
+    What ``deterministic`` means for an MPC policy: planning is a random search, so
+    ``predict(deterministic=False)`` (data collection) draws fresh candidates and samples the
+    model's next states; ``predict(deterministic=True)`` (evaluation, ``evaluate_policy``'s
+    default) plans with the model's mean next states and draws its candidates from a generator
+    seeded with ``deterministic_seed`` at every call, so the same observation and warm start give
+    the same action, ``evaluate_policy`` is repeatable on a seeded env, and a loaded model acts
+    as the model it was saved from.
 
     At every step it optimises an action sequence of length ``horizon`` over the
     :class:`ModelEnv` (``num_particles`` particles per candidate, all envs x candidates x
@@ -43,6 +52,8 @@ class MPCPolicy(BasePolicy):
     :param termination_fn: Known termination function; ``None`` never terminates.
     :param planning_dtype: ``"float32"`` or ``"bfloat16"``: dtype of the ensemble forward while
         planning (bf16 is about 3x faster on CPUs with bf16 units; model training stays float32).
+    :param deterministic_seed: Seed of the planner's random draws at every
+        ``predict(deterministic=True)`` call.
     :param optimizer_class: Optimiser of the dynamics model.
     :param optimizer_kwargs: Its extra arguments.
     """
@@ -66,6 +77,7 @@ class MPCPolicy(BasePolicy):
         reward_fn: Optional[TransitionFn] = None,
         termination_fn: Optional[TransitionFn] = None,
         planning_dtype: str = "float32",
+        deterministic_seed: int = 0,
         optimizer_class: Type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
@@ -89,6 +101,7 @@ class MPCPolicy(BasePolicy):
         if planning_dtype not in dtypes:
             raise ValueError(f"planning_dtype must be one of {sorted(dtypes)}, got {planning_dtype!r}")
         self.planning_dtype = planning_dtype
+        self.deterministic_seed = int(deterministic_seed)
 
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
@@ -144,6 +157,7 @@ class MPCPolicy(BasePolicy):
             reward_fn=self.reward_fn,
             termination_fn=self.termination_fn,
             planning_dtype=self.planning_dtype,
+            deterministic_seed=self.deterministic_seed,
         )
         return data
 
@@ -199,6 +213,33 @@ class MPCPolicy(BasePolicy):
             self._planner = self._make_planner(obs.device)
         if self._plan is None or self._plan.shape[0] != n_starts or self._plan.device != obs.device:
             self._plan, self._elites = self._planner.initial_mean(n_starts), None
+        if deterministic:
+            first_action = self._plan_deterministically(obs)
+        else:
+            first_action = self._plan_step(obs)
+        self.planning_ms.append(1000 * (time.perf_counter() - start))
+        return first_action
+
+    def _plan_deterministically(self, obs: th.Tensor) -> th.Tensor:
+        """
+        One planning step whose random draws (candidates, particle members) come from a
+        generator seeded with ``deterministic_seed`` at every call, with the model's mean
+        next states: the same observation and warm start give the same action. The global
+        torch random state is left as it was.
+        """
+        devices = [obs.device] if obs.device.type == "cuda" else []
+        model_sampling = self.model_env.deterministic
+        with th.random.fork_rng(devices=devices):
+            th.manual_seed(self.deterministic_seed)
+            self.model_env.deterministic = True
+            try:
+                return self._plan_step(obs)
+            finally:
+                self.model_env.deterministic = model_sampling
+
+    def _plan_step(self, obs: th.Tensor) -> th.Tensor:
+        """Optimise the plans from ``obs (M, obs_dim)``, keep them shifted as the next warm start, return ``(M, A)``."""
+        n_starts = obs.shape[0]
 
         def objective(candidates: th.Tensor) -> th.Tensor:
             return self.model_env.evaluate_action_sequences(candidates, obs, self.num_particles)  # (M, P)
@@ -210,7 +251,6 @@ class MPCPolicy(BasePolicy):
             plan = self._planner.optimize(objective, self._plan)  # (M, H, A)
         tail = self._planner.initial_mean(n_starts)[:, :1]
         self._plan = th.cat([plan[:, 1:], tail], dim=1)
-        self.planning_ms.append(1000 * (time.perf_counter() - start))
         return plan[:, 0]
 
     def planning_stats(self) -> List[float]:
@@ -218,3 +258,25 @@ class MPCPolicy(BasePolicy):
         times = list(self.planning_ms)
         self.planning_ms.clear()
         return times
+
+    def save(self, path: str) -> None:
+        """
+        Save the policy (weights and constructor arguments) to a file that loads with
+        ``torch.load(path, weights_only=True)``; see :func:`sb3_mbrl.common.save_policy`.
+        The optimiser state and the learning-rate schedule are not kept (use ``model.save()`` for those).
+
+        :param path: Where to write the file.
+        """
+        save_policy(self, path)
+
+    @classmethod
+    def load(cls, path: str, device: Union[th.device, str] = "auto") -> "MPCPolicy":  # type: ignore[override]
+        """
+        Load a policy written by :meth:`save` (safe under torch's ``weights_only`` loading);
+        see :func:`sb3_mbrl.common.load_policy`.
+
+        :param path: The file written by :meth:`save`.
+        :param device: Device on which the policy should be loaded.
+        :return: The loaded policy.
+        """
+        return load_policy(path, device=device, policy_class=cls)
