@@ -181,7 +181,28 @@ def test_vec_env_with_two_envs():
 def test_is_a_sac_that_accepts_sac_arguments():
     model = tiny_mbpo(ent_coef=0.1, tau=0.01, gamma=0.9, target_update_interval=2)
     assert isinstance(model, SAC) and model.tau == 0.01 and model.gamma == 0.9
-    assert MBPO.train is not SAC.train and MBPO.__mro__[1] is SAC
+    assert MBPO.__mro__[1] is SAC
+
+
+def test_sac_update_runs_gradient_steps_per_env_step():
+    """SAC's own update trains the critic and actor G times per env step after learning_starts."""
+    model = tiny_mbpo(gradient_steps=3)
+    steps = {"critic": 0, "actor": 0}
+    for name, optimizer in (("critic", model.critic.optimizer), ("actor", model.actor.optimizer)):
+        original = optimizer.step
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            steps[_name] += 1
+            return _original(*args, **kwargs)
+
+        optimizer.step = counted
+    critic_before = [p.detach().clone() for p in model.critic.parameters()]
+    target_before = [p.detach().clone() for p in model.critic_target.parameters()]
+    model.learn(130)  # updates after env steps 101..130
+    assert steps == {"critic": 90, "actor": 90}
+    assert model._n_updates == 90
+    assert all(not th.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
+    assert any(not th.equal(a, b) for a, b in zip(target_before, model.critic_target.parameters()))  # Polyak
 
 
 def test_bad_input():
