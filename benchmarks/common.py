@@ -17,7 +17,9 @@ _ZOO_ONLY = {"n_timesteps", "policy", "n_envs", "normalize", "env_wrapper", "cal
 
 def zoo_kwargs(algo: str, env_id: str, zoo_file: Path = None) -> Dict[str, Any]:
     """Constructor arguments of ``env_id`` in ``zoo_configs/<algo>.yml`` (policy_kwargs strings evaluated as rl-zoo does)."""
-    path = zoo_file or ROOT / "zoo_configs" / f"{algo}.yml"
+    from sb3_mbrl.zoo import zoo_config_dir
+
+    path = zoo_file or zoo_config_dir() / f"{algo}.yml"
     with open(path) as file:
         entry = dict(yaml.safe_load(file)[env_id])
     if isinstance(entry.get("policy_kwargs"), str):

@@ -24,7 +24,6 @@ import torch as th
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 # env id -> (env steps, goal: mean eval return at the end, every seed)
 TASKS: Dict[str, Tuple[int, float]] = {"CartPole-v1": (200_000, 475.0), "InvertedPendulum-v4": (300_000, 950.0)}
@@ -38,8 +37,10 @@ def zoo_hyperparams(algo: str, env_id: str) -> Dict[str, Any]:
     """The rl-zoo entry for ``env_id``: ours for REINFORCE, rl-zoo's own for A2C."""
     import rl_zoo3
 
+    from sb3_mbrl.zoo import zoo_config_dir
+
     if algo == "reinforce":
-        path, entry = REPO / "zoo_configs" / "reinforce.yml", env_id
+        path, entry = zoo_config_dir() / "reinforce.yml", env_id
     else:
         path, entry = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml", A2C_ZOO_ENTRY.get(env_id, env_id)
     with open(path) as file:

@@ -6,16 +6,14 @@ from typing import Dict, List, Optional, Type
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-# Repository checkout (editable install) first, then the installed data folder.
-_CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "zoo_configs", Path(sys.prefix) / "share" / "sb3-mbrl" / "zoo_configs")
-
 
 def zoo_config_dir() -> Path:
-    """The folder holding ``zoo_configs/<algo>.yml``."""
-    for folder in _CONFIG_DIRS:
-        if folder.is_dir():
-            return folder
-    raise FileNotFoundError(f"No zoo_configs folder found in {[str(d) for d in _CONFIG_DIRS]}")
+    """
+    The folder holding ``zoo_configs/<algo>.yml``: package data inside ``sb3_mbrl`` (as rl_zoo3 ships
+    its ``hyperparams``), so editable and wheel installs find the same files. The checkout's
+    ``zoo_configs`` at the repository root is a symlink to it.
+    """
+    return Path(__file__).parent / "zoo_configs"
 
 
 def sb3_mbrl_algorithms() -> Dict[str, Type[BaseAlgorithm]]:

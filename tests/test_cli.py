@@ -1,10 +1,12 @@
 """The sb3-mbrl command: rl-zoo's train and enjoy with our algorithms registered."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import sb3_mbrl
 from sb3_mbrl import zoo
 
 
@@ -38,6 +40,56 @@ def test_train_argv_defaults():
         argv = zoo.train_argv(["--algo", algo, "--env", "Pendulum-v1"])
         conf = argv[argv.index("--conf-file") + 1]
         assert conf.endswith(f"zoo_configs/{algo}.yml")
+        assert conf == str(Path(sb3_mbrl.__file__).parent / "zoo_configs" / f"{algo}.yml")  # package data
+
+
+def test_wheel_install_trains_pets_with_packaged_zoo_configs(tmp_path):
+    """
+    A non-editable install (the wheel, not the checkout) carries zoo_configs/<algo>.yml as package
+    data, so ``sb3-mbrl train --algo pets --env Pendulum-v1`` finds its hyperparameters.
+    The wheel is built from a copy of the packaging inputs so that the build leaves no build/ or
+    egg-info folder in the checkout.
+    """
+    import os
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "sb3_mbrl", src / "sb3_mbrl", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    result = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = wheels.glob("sb3_mbrl-*.whl")
+    result = subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    where = subprocess.run(
+        [sys.executable, "-c", "import sb3_mbrl, sb3_mbrl.zoo as z; print(sb3_mbrl.__file__); print(z.zoo_config_dir())"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert where.returncode == 0, where.stderr[-3000:]
+    package_file, config_dir = where.stdout.split()
+    assert Path(package_file).resolve().is_relative_to(site.resolve())  # not the checkout's editable install
+    assert Path(config_dir).resolve().is_relative_to(site.resolve())
+    assert (Path(config_dir) / "pets.yml").is_file()
+    hyperparams = ["--hyperparams", "optimizer_kwargs:dict(population_size=50,num_elites=5,iterations=2,noise_beta=2.0)"]
+    train = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "250"]
+    result = subprocess.run(
+        [*train, "--eval-freq", "-1", "-f", "logs", "--seed", "0", *hyperparams],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (work / "logs" / "pets" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
 
 
 def test_registered_algorithms_are_in_rl_zoo_table():

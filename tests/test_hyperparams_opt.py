@@ -284,7 +284,7 @@ def test_a_study_holds_one_algorithm_and_env(tmp_path, monkeypatch):
     common = ["-optimize", "--storage", "shared.db", "--study-name", "s"]
     prepare_search(zoo.train_argv(["--algo", "reinforce", "--env", "CartPole-v1", *common]))
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'shared.db'}")
-    assert study.user_attrs[SEARCH_ATTR]["conf_file"].endswith("zoo_configs/reinforce.yml")
+    assert study.user_attrs[SEARCH_ATTR]["conf_file"] == str(zoo.zoo_config_dir() / "reinforce.yml")  # package data
     with pytest.raises(SearchError, match="searches reinforce on CartPole-v1"):
         prepare_search(zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", *common]))
     with pytest.warns(UserWarning, match="same command"):

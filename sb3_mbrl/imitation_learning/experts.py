@@ -52,11 +52,7 @@ def zoo_hyperparams(algo: str, env_id: str) -> Dict[str, Any]:
     """
     from sb3_mbrl.zoo import zoo_config_dir
 
-    candidates = []
-    try:
-        candidates.append(zoo_config_dir() / f"{algo}.yml")
-    except FileNotFoundError:
-        pass
+    candidates = [zoo_config_dir() / f"{algo}.yml"]
     try:
         import rl_zoo3
 
