@@ -179,6 +179,8 @@ def sample_reinforce_params(
     """
     learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
     gamma = trial.suggest_categorical("gamma", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999])
+    # Six distinct updates: normalize_advantage only rescales, so baseline=None (plain REINFORCE) is not
+    # the mean baseline under another name (tests/test_reinforce.py checks the six differ).
     baseline = trial.suggest_categorical("baseline", ["value", "mean", None])
     n_episodes = trial.suggest_categorical("n_episodes", [1, 2, 5, 10, 20])
     n_epochs = trial.suggest_categorical("n_epochs", [1, 2, 4])

@@ -122,19 +122,81 @@ def test_hand_made_episode_returns_and_policy_loss():
     assert model.logger.name_to_value["train/entropy_loss"] == pytest.approx(-math.log(2), rel=1e-6)
 
 
-def test_mean_baseline_and_normalization():
-    gamma = 0.5
-    model = REINFORCE("MlpPolicy", DummyVecEnv([ScriptedEnv]), n_episodes=1, n_steps=8, gamma=gamma, baseline="mean",
-                      normalize_advantage=True, learning_rate=0.0, seed=0)
-    zero_actor(model)
+def _one_update(baseline: Optional[str], normalize_advantage: bool, uniform: bool = False):
+    """One rollout of the 3-step ScriptedEnv episode and one update (learning rate 0): the model, the
+    rollout snapshot, and the snapshot policy's log pi(a_t | s_t) of the 3 steps."""
+    model = REINFORCE("MlpPolicy", DummyVecEnv([ScriptedEnv]), n_episodes=1, n_steps=8, gamma=0.5, baseline=baseline,
+                      normalize_advantage=normalize_advantage, learning_rate=0.0, seed=0)
+    if uniform:
+        zero_actor(model)
     snapshot = RolloutSnapshot()
     model.learn(3, callback=snapshot)
+    data = snapshot.snapshots[0]
+    obs = th.as_tensor(data["observations"][:3, 0])
+    actions = th.as_tensor(data["actions"][:3, 0]).long().flatten()
+    with th.no_grad():
+        _, log_prob, _ = data["policy"].evaluate_actions(obs, actions)
+    return model, data, log_prob.numpy().astype(np.float64)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def test_mean_baseline_and_normalization():
+    # normalize_advantage only rescales (divides by the root mean square over the batch); the mean
+    # baseline centres. The mean-baseline update is the same as when normalisation also centred (the
+    # advantages already have zero mean, so their RMS is their std), but it now checks the advantages
+    # the loss used (after normalisation), not only the loss of a uniform policy.
+    model, data, _ = _one_update("mean", True, uniform=True)
     returns = np.array([2.75, 3.5, 3.0])
     advantages = returns - returns.mean()
-    np.testing.assert_allclose(snapshot.snapshots[0]["advantages"][:3, 0], advantages, rtol=1e-6)
-    normalized = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    np.testing.assert_allclose(data["advantages"][:3, 0], advantages, rtol=1e-6)  # before normalisation
+    normalized = advantages / (_rms(advantages) + 1e-8)
+    np.testing.assert_allclose(normalized, (advantages - advantages.mean()) / advantages.std(), rtol=1e-6)
+    np.testing.assert_allclose(model.rollout_buffer.advantages.ravel()[:3], normalized, rtol=1e-5)
     # uniform policy: the loss is -mean(normalized) * log(1/2) = 0
     assert model.logger.name_to_value["train/policy_loss"] == pytest.approx(np.mean(normalized) * math.log(2), abs=1e-6)
+
+
+def test_no_baseline_is_plain_reinforce_and_differs_from_mean_baseline():
+    """With normalisation on (the default), baseline=None weights each step by its discounted return G_t
+    divided by the batch RMS of the returns: plain REINFORCE's gradient, rescaled, not the mean baseline."""
+    returns = np.array([2.75, 3.5, 3.0])  # G_t of the 3 steps, gamma = 0.5
+    none, none_data, log_prob = _one_update(None, True)
+    assert not np.allclose(log_prob, log_prob[0])  # a policy whose log-probabilities differ between steps
+    np.testing.assert_allclose(none.rollout_buffer.advantages.ravel()[:3], returns / _rms(returns), rtol=1e-5)
+    loss = none.logger.name_to_value["train/policy_loss"]
+    assert loss == pytest.approx(-np.mean(returns / _rms(returns) * log_prob), rel=1e-5)
+    assert loss * _rms(returns) == pytest.approx(-np.mean(returns * log_prob), rel=1e-5)  # REINFORCE's loss, rescaled
+
+    mean, _, mean_log_prob = _one_update("mean", True)
+    np.testing.assert_array_equal(mean_log_prob, log_prob)  # same seed: same policy, same actions
+    centred = returns - returns.mean()
+    np.testing.assert_allclose(mean.rollout_buffer.advantages.ravel()[:3], centred / _rms(centred), rtol=1e-5)
+    assert not np.allclose(none.rollout_buffer.advantages.ravel()[:3], mean.rollout_buffer.advantages.ravel()[:3], atol=0.1)
+    assert mean.logger.name_to_value["train/policy_loss"] == pytest.approx(-np.mean(centred / _rms(centred) * log_prob), abs=1e-6)
+    assert abs(loss - mean.logger.name_to_value["train/policy_loss"]) > 0.5
+
+    # without normalisation the weights are the returns themselves
+    raw, _, _ = _one_update(None, False)
+    np.testing.assert_allclose(raw.rollout_buffer.advantages.ravel()[:3], returns, rtol=1e-6)
+
+
+def test_baseline_and_normalization_choices_are_distinct_updates():
+    """The Optuna search samples baseline in ("value", "mean", None) and normalize_advantage in (True, False):
+    on the same batch the six choices weight the steps differently (no two names for one update)."""
+    from sb3_mbrl.reinforce.reinforce import BASELINES
+
+    weights = {}
+    for baseline in BASELINES:
+        for normalize in (True, False):
+            model, _, _ = _one_update(baseline, normalize)
+            weights[(baseline, normalize)] = model.rollout_buffer.advantages.ravel()[:3].astype(np.float64)
+    names = list(weights)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not np.allclose(weights[a], weights[b], rtol=1e-3, atol=1e-3), (a, b)
 
 
 def test_n_steps_cut_episode_dropped_without_value_and_bootstrapped_with_it():
@@ -226,27 +288,59 @@ def test_minibatches_and_epochs():
     assert model._n_updates == 3 * 4  # ceil(200 / 64) = 4 mini-batches per epoch
 
 
-def test_cnn_and_multi_input_policies():
+class ImageEnv(gym.Env):
+    """36x36 grey images (channel last), 3 actions, reward 1 for action 1, 10-step episodes."""
+
+    observation_space = spaces.Box(0, 255, (36, 36, 1), dtype=np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), float(action == 1), self.t >= 10, False, {}
+
+
+@pytest.mark.parametrize("policy", ["MultiInputPolicy", "CnnPolicy"])
+def test_cnn_and_multi_input_policies(policy, tmp_path: Path):
+    """Dict and image observations: learning updates the actor (and the CNN), actions and values have the
+    batch's shape, and a save / load round trip keeps the deterministic actions."""
     from stable_baselines3.common.envs import SimpleMultiObsEnv
 
-    model = REINFORCE("MultiInputPolicy", SimpleMultiObsEnv(random_start=True), n_steps=32, seed=0)
+    if policy == "MultiInputPolicy":
+        env, kwargs = SimpleMultiObsEnv(random_start=True), {}
+    else:
+        env, kwargs = ImageEnv(), dict(policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)))
+    model = REINFORCE(policy, env, n_steps=32, seed=0, **kwargs)
+    actor = [p.detach().clone() for p in model.policy.action_net.parameters()]
+    features = [p.detach().clone() for p in model.policy.pi_features_extractor.parameters()]
     model.learn(64)
+    assert model._n_updates == 2
+    assert any(not th.equal(b, a) for b, a in zip(actor, model.policy.action_net.parameters()))
+    if policy == "CnnPolicy":  # the CNN is trained too
+        assert features and any(not th.equal(b, a) for b, a in zip(features, model.policy.pi_features_extractor.parameters()))
 
-    class ImageEnv(gym.Env):
-        observation_space = spaces.Box(0, 255, (36, 36, 1), dtype=np.uint8)
-        action_space = spaces.Discrete(3)
+    n = 7
+    samples = [env.observation_space.sample() for _ in range(n)]  # as the env gives them
+    if isinstance(env.observation_space, spaces.Dict):
+        obs = {key: np.stack([s[key] for s in samples]) for key in env.observation_space.spaces}
+    else:
+        obs = np.stack(samples)
+        assert obs.shape == (n, 36, 36, 1)  # channel last (the model's VecTransposeImage and policy transpose)
+    actions, _ = model.predict(obs, deterministic=True)
+    assert actions.shape == (n,) and all(model.action_space.contains(int(a)) for a in actions)
+    with th.no_grad():
+        values = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0])
+    assert values.shape == (n, 1) and th.isfinite(values).all()
 
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return self.observation_space.sample(), {}
-
-        def step(self, action):
-            self.t += 1
-            return self.observation_space.sample(), float(action == 1), self.t >= 10, False, {}
-
-    model = REINFORCE("CnnPolicy", ImageEnv(), n_steps=32, seed=0, policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)))
-    model.learn(64)
+    model.save(tmp_path / "model")
+    loaded = REINFORCE.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], actions)
+    with th.no_grad():
+        th.testing.assert_close(loaded.policy.predict_values(loaded.policy.obs_to_tensor(obs)[0]), values)
 
 
 def test_save_load_identical_actions(tmp_path: Path):

@@ -70,7 +70,12 @@ class REINFORCE(OnPolicyAlgorithm):
     The loss of a batch is ``-(A_t * log pi(a_t | s_t)).mean() + ent_coef * entropy_loss
     (+ vf_coef * value_loss with the value baseline)``, where ``A_t`` is the discounted return ``G_t``
     of the rest of the episode, minus the baseline: the learned value ``V(s_t)`` (``baseline="value"``),
-    the mean return of the batch (``"mean"``) or nothing (``None``).
+    the mean return of the batch (``"mean"``) or nothing (``None``). With ``normalize_advantage`` the
+    ``A_t`` are then divided by their root mean square over the batch: a rescaling only, no shift, so
+    that the centring of the weights comes from the baseline alone and ``baseline=None`` stays plain
+    REINFORCE (the gradient of ``-(G_t * log pi).mean()`` times a positive per-batch factor), not the
+    mean baseline again. The 3 x 2 choices of ``baseline`` and ``normalize_advantage`` are 6 different
+    updates.
 
     Rollouts: with ``n_episodes``, a rollout lasts until ``n_episodes`` episodes have ended (counted over
     all envs of the VecEnv), ``n_steps`` steps per env at most. Without it, a rollout is ``n_steps`` steps
@@ -90,8 +95,14 @@ class REINFORCE(OnPolicyAlgorithm):
         ``n_steps`` steps per env
     :param gamma: Discount factor
     :param baseline: ``"value"`` (learned value head, trained on the returns), ``"mean"`` (mean return of
-        the batch) or None (no baseline; the value head is frozen and never trained)
-    :param normalize_advantage: Whether to normalize the advantages (zero mean, unit std over the batch)
+        the batch) or None (no baseline: plain REINFORCE, ``A_t = G_t``; the value head is frozen and
+        never trained). The baseline is the only thing that centres the advantages.
+    :param normalize_advantage: Whether to rescale the advantages to unit root mean square over the
+        batch, ``A_t / (sqrt(mean(A^2)) + 1e-8)``, without subtracting their mean (unlike SB3's A2C/PPO):
+        a positive factor per batch, which leaves the direction of the update unchanged. With the mean
+        baseline the advantages already have zero mean, so this is the usual zero-mean unit-std
+        normalisation; with ``baseline=None`` it keeps plain REINFORCE (centring would make it the
+        mean baseline); with the value baseline the mean of ``G_t - V(s_t)`` is kept.
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation (``baseline="value"`` only)
     :param max_grad_norm: The maximum value for the gradient clipping
@@ -375,8 +386,9 @@ class REINFORCE(OnPolicyAlgorithm):
 
         advantages = buffer.advantages  # (n_envs * n_steps,)
         if self.normalize_advantage:
+            # Rescale only: the baseline alone centres (see the class docstring).
             valid_advantages = advantages[valid]
-            advantages[valid] = (valid_advantages - valid_advantages.mean()) / (valid_advantages.std() + 1e-8)
+            advantages[valid] = valid_advantages / (np.sqrt(np.mean(np.square(valid_advantages))) + 1e-8)
 
         batch_size = len(valid) if self.batch_size is None else self.batch_size
         policy_losses, value_losses, entropy_losses = [], [], []
