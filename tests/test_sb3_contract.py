@@ -146,14 +146,16 @@ def test_vec_normalize_is_refused_at_construction_and_set_env(make):
         model.set_env(VecNormalize(make_vec_env("Pendulum-v1", n_envs=1)))
 
 
-def test_vec_normalize_is_refused_through_the_cli(tmp_path):
+@pytest.mark.parametrize("algo", ["pets", "mbpo"])
+def test_vec_normalize_is_refused_through_the_cli(tmp_path, algo):
+    """rl-zoo's ``normalize: true`` wraps the env in VecNormalize before the model is built."""
     result = subprocess.run(
-        [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "50",
+        [sys.executable, "-m", "sb3_mbrl", "train", "--algo", algo, "--env", "Pendulum-v1", "-n", "50",
          "-f", "logs", "--hyperparams", "normalize:True", "--eval-freq", "-1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0
-    assert "PETS does not support VecNormalize" in result.stderr
+    assert f"{algo.upper()} does not support VecNormalize" in result.stderr
 
 
 # ---------------------------------------------------------------- 4. MBPO weight decay follows the architecture
