@@ -1,4 +1,5 @@
 """The ``sb3-mbrl`` command: rl-zoo's train and enjoy with sb3_mbrl's algorithms registered, imitation, search results."""
+import importlib
 import sys
 from typing import List, Optional
 
@@ -22,22 +23,28 @@ commands:
 """
 
 
+# command -> (module, function taking the remaining argv); imported only when the command runs,
+# so help and usage errors answer at once.
+COMMANDS = {
+    "train": ("sb3_mbrl.zoo", "run_train"),
+    "enjoy": ("sb3_mbrl.zoo", "run_enjoy"),
+    "best": ("sb3_mbrl.optimize", "best_main"),
+    "plot": ("sb3_mbrl.plotting", "main"),
+    "imitate": ("sb3_mbrl.imitation_learning.cli", "main"),
+}
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, rest = argv[0], argv[1:]
-    from sb3_mbrl import zoo
-
-    commands = {"train": zoo.run_train, "enjoy": zoo.run_enjoy,
-                "best": lambda rest: __import__("sb3_mbrl.optimize", fromlist=["best_main"]).best_main(rest),
-                "plot": lambda rest: __import__("sb3_mbrl.plotting", fromlist=["main"]).main(rest),
-                "imitate": lambda rest: __import__("sb3_mbrl.imitation_learning.cli", fromlist=["main"]).main(rest)}
-    if command not in commands:
+    if command not in COMMANDS:
         print(f"sb3-mbrl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
-    commands[command](rest)
+    module, function = COMMANDS[command]
+    getattr(importlib.import_module(module), function)(rest)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,35 @@ def test_ci_runs_the_readme_commands():
     setup = 'python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[tests]"'
     assert setup in readme and setup in ci
     assert "python -m pytest -q" in readme and "python -m pytest -q" in ci
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), ([], 0), (["fly"], 2)])
+def test_help_and_usage_errors_import_no_heavy_modules(args, code):
+    """`sb3-mbrl --help` and usage errors answer without importing torch, SB3 or rl-zoo (was about 12 s)."""
+    script = (
+        "import sys\n"
+        "from sb3_mbrl.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "else:\n"
+        "    code = 0\n"
+        "heavy = sorted(m for m in ('torch', 'stable_baselines3', 'rl_zoo3', 'gymnasium') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == code
+    assert "HEAVY []" in result.stderr
+    assert "usage: sb3-mbrl COMMAND" in result.stdout + result.stderr
+
+
+def test_package_exports_the_algorithms_lazily():
+    import sb3_mbrl
+
+    assert {"PETS", "MBPO", "REINFORCE"} <= set(dir(sb3_mbrl))
+    from sb3_mbrl import MBPO, PETS, REINFORCE  # noqa: F401
+
+    with pytest.raises(AttributeError, match="no attribute 'NOPE'"):
+        sb3_mbrl.NOPE  # noqa: B018

@@ -1,5 +1,6 @@
 """Progress and feedback on long work: progress bars, model-fit epochs, env steps/s and fit time."""
 import re
+from collections import deque
 
 import pytest
 import stable_baselines3.common.base_class as sb3_base_class
@@ -145,3 +146,49 @@ def test_learning_starts_zero_waits_for_enough_data_to_fit(algo):
         assert bool(model.policy.fitted)
     else:
         assert model._model_fitted and model.model_buffer.size > 0
+
+
+class RecordingDeque(deque):
+    """A deque that also copies every appended value into ``log``."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def append(self, value):
+        self.log.append(value)
+        super().append(value)
+
+
+def test_planning_statistics_come_from_one_window_of_collection_steps():
+    """time/planning_ms, _median, _p95, _max and _steps describe the same planned steps: those since the last dump."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.monitor import Monitor
+
+    model = PETS("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=60), seed=0, **PETS_TINY)
+    capture = CaptureKeys()
+    model.set_logger(Logger(None, [capture]))
+    since_dump, windows = [], []
+    model.policy.planning_ms = RecordingDeque(since_dump)
+    dump = model._dump_logs
+
+    def dump_and_remember():
+        windows.append(list(since_dump))
+        since_dump.clear()
+        dump()
+
+    model._dump_logs = dump_and_remember
+    eval_env = Monitor(gym.make("Pendulum-v1", max_episode_steps=60))
+    model.learn(180, callback=EvalCallback(eval_env, eval_freq=70, n_eval_episodes=1, verbose=0))
+    planning_records = [r for r in capture.records if "time/planning_ms" in r]  # EvalCallback dumps too
+    assert len(windows) == len(planning_records) == 3  # one episode dump per 60-step episode
+    # episode 1 plans after the first fit at step 50; evaluation's 60 planned steps are not counted
+    assert [len(w) for w in windows] == [10, 60, 60]
+    for window, record in zip(windows, planning_records):
+        assert record["time/planning_steps"] == len(window)
+        assert record["time/planning_ms"] == pytest.approx(np.mean(window))
+        assert record["time/planning_ms_median"] == pytest.approx(np.median(window))
+        assert record["time/planning_ms_p95"] == pytest.approx(np.percentile(window, 95))
+        assert record["time/planning_ms_max"] == pytest.approx(max(window))

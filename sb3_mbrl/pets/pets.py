@@ -301,10 +301,14 @@ class PETS(OffPolicyAlgorithm):
             )
 
     def _dump_logs(self) -> None:
-        times = self.policy.planning_stats()
-        if times:
-            self.logger.record("time/planning_ms", float(np.mean(times)))
-            self.logger.record("time/planning_ms_p95", float(np.percentile(times, 95)))
+        # One window (the planned steps since the last dump) for every planning statistic.
+        stats = self.policy.planning_stats()
+        if stats:
+            self.logger.record("time/planning_ms", stats["mean"])
+            self.logger.record("time/planning_ms_median", stats["median"])
+            self.logger.record("time/planning_ms_p95", stats["p95"])
+            self.logger.record("time/planning_ms_max", stats["max"])
+            self.logger.record("time/planning_steps", int(stats["steps"]))
         super()._dump_logs()
 
     def learn(

@@ -133,7 +133,9 @@ class MPCPolicy(BasePolicy):
         # in the middle of a training episode), so one never warm-starts from the other's plan.
         self._saved_plans: Dict[str, Tuple[Optional[th.Tensor], Optional[th.Tensor]]] = {}
         self._active_slot = "predict"
-        self.planning_ms: deque = deque(maxlen=1000)
+        # Milliseconds of each planning step of data collection (the "collect" slot) since the
+        # last log dump; evaluation steps are not mixed in. Bounded in case nothing dumps.
+        self.planning_ms: deque = deque(maxlen=100_000)
 
     def _make_planner(self, device: th.device) -> TrajectoryOptimizer:
         return make_optimizer(
@@ -217,7 +219,8 @@ class MPCPolicy(BasePolicy):
             first_action = self._plan_deterministically(obs)
         else:
             first_action = self._plan_step(obs)
-        self.planning_ms.append(1000 * (time.perf_counter() - start))
+        if self._active_slot == "collect":
+            self.planning_ms.append(1000 * (time.perf_counter() - start))
         return first_action
 
     def _plan_deterministically(self, obs: th.Tensor) -> th.Tensor:
@@ -253,11 +256,24 @@ class MPCPolicy(BasePolicy):
         self._plan = th.cat([plan[:, 1:], tail], dim=1)
         return plan[:, 0]
 
-    def planning_stats(self) -> List[float]:
-        """Planning milliseconds of the recent steps (and clears them)."""
-        times = list(self.planning_ms)
+    def planning_stats(self) -> Dict[str, float]:
+        """
+        Mean, median, 95th percentile and maximum planning milliseconds of the data-collection
+        steps since the last call (one window for all of them, then cleared), and their count.
+        Empty when no step was planned. With a heavy tail (one slow step on a busy machine) the
+        mean can exceed the 95th percentile; ``max`` shows that step.
+        """
+        times = np.asarray(self.planning_ms, dtype=np.float64)
         self.planning_ms.clear()
-        return times
+        if times.size == 0:
+            return {}
+        return {
+            "mean": float(times.mean()),
+            "median": float(np.median(times)),
+            "p95": float(np.percentile(times, 95)),
+            "max": float(times.max()),
+            "steps": float(times.size),
+        }
 
     def save(self, path: str) -> None:
         """
