@@ -197,14 +197,16 @@ def test_pets_run_logs_to_csv_on_fresh_transitions(tmp_path):
 
 
 def test_two_envs_use_fresh_rows_of_both():
-    model = PETS("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0, **PETS_TINY)
+    # model_train_freq counts env steps over all envs (as MBPO's does): 100 = 50 steps of each env.
+    settings = {**PETS_TINY, "model_train_freq": 100}
+    model = PETS("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0, **settings)
     fit_sizes = _spy_fits(model, model.model_trainer)
     callback = ModelDiagnosticsCallback(eval_freq=100)
     model.learn(300, callback=callback)
-    # Fits on 25, 50, 100, 150 rows of 2 envs; the last measurement takes rows 100..149 of both envs.
-    assert fit_sizes == [50, 100, 200, 300]
-    assert callback.last_rows.tolist() == list(range(100, 150))
-    assert callback.last_metrics["n_transitions"] == 100 and callback.last_metrics["n_segments"] > 50
+    # Fits on 25, 75, 125 rows of 2 envs; the last measurement takes rows 125..149 of both envs.
+    assert fit_sizes == [50, 150, 250]
+    assert callback.last_rows.tolist() == list(range(125, 150))
+    assert callback.last_metrics["n_transitions"] == 50 and callback.last_metrics["n_segments"] > 25
 
 
 def test_mbpo_run_logs_reward_error():
