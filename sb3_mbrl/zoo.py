@@ -115,6 +115,8 @@ def train_argv(argv: List[str]) -> List[str]:
     ``<log folder>/optuna/<algo>-<env>.db``, when ``--storage`` is not given (rl-zoo's default keeps
     it in memory, lost at exit), a file path given as ``--storage`` as an SQLite URL, and
     ``<algo>-<env>`` as the study name, so that running the same command again resumes the study.
+    One torch thread (``--num-threads 1``) unless ``--num-threads`` is given: see
+    :mod:`sb3_mbrl.common.threads`.
     """
     from sb3_mbrl import optimize
 
@@ -139,7 +141,14 @@ def train_argv(argv: List[str]) -> List[str]:
         eval_freq = _default_eval_freq(argv, conf_file)
         if eval_freq is not None:
             argv += ["--eval-freq", str(eval_freq)]
+    _default_num_threads(argv)
     return argv
+
+
+def _default_num_threads(argv: List[str]) -> None:
+    """One torch thread unless ``--num-threads`` is given (sb3_mbrl.common.threads says why)."""
+    if flag_value(argv, "--num-threads") is None:
+        argv += ["--num-threads", "1"]
 
 
 def _flag_values(argv: List[str], flag: str) -> List[str]:
@@ -285,6 +294,10 @@ def _experiment_manager_class(sigterm: _SigtermAsInterrupt) -> Type[Any]:
 
     class SigtermExperimentManager(ExperimentManager):
         def learn(self, model: BaseAlgorithm) -> None:
+            if hasattr(model, "num_threads"):  # our algorithms: learn() with the threads of --num-threads
+                import torch as th
+
+                model.num_threads = th.get_num_threads()
             try:
                 super().learn(model)
             except KeyboardInterrupt:
@@ -371,6 +384,8 @@ def run_enjoy(argv: List[str]) -> None:
 
     register_algorithms()
     check_env_id("enjoy", argv)
+    argv = list(argv)
+    _default_num_threads(argv)
     sys.argv = ["sb3-mbrl enjoy", *argv]
     create_test_env = rl_zoo3.enjoy.create_test_env
     if _verbose(argv) > 0:

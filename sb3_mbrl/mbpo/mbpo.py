@@ -14,6 +14,7 @@ from stable_baselines3.common.utils import get_schedule_fn, update_learning_rate
 from stable_baselines3.sac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SACPolicy
 from torch import nn
 
+from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
@@ -131,6 +132,9 @@ class MBPO(SAC):
     :param termination_fn: ``"auto"`` (known function, else never, with a warning for tasks that
         terminate), ``None`` (never) or ``(obs, action, next_obs) -> (B,)`` bool.
     :param rollout_deterministic: Use the model's mean instead of sampling in rollouts.
+    :param num_threads: Torch intra-op threads while ``learn()`` runs (the caller's setting is
+        restored after): 1 by default, which stays fast when other jobs share the cores (README,
+        "Threads"); ``None`` keeps torch's own setting.
     """
 
     policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {
@@ -186,6 +190,7 @@ class MBPO(SAC):
         reward_fn: TransitionFnArg = "auto",
         termination_fn: TransitionFnArg = "auto",
         rollout_deterministic: bool = False,
+        num_threads: Optional[int] = 1,
         _init_setup_model: bool = True,
     ) -> None:
         if not 0.0 <= real_ratio <= 1.0:
@@ -251,6 +256,7 @@ class MBPO(SAC):
         self.termination_fn = termination_fn
         self.rollout_deterministic = rollout_deterministic
         self.env_id = env_id_of(self.env)
+        self.num_threads = check_num_threads(num_threads)
         if _init_setup_model:
             self._setup_model()
 
@@ -420,14 +426,15 @@ class MBPO(SAC):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfMBPO:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().load_replay_buffer(path, truncate_last_traj)

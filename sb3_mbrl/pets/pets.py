@@ -11,6 +11,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule, TrainFreq, TrainFrequencyUnit
 
+from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.dynamics import EnsembleTrainer
 from sb3_mbrl.dynamics.sb3_utils import (
     TransitionFnArg,
@@ -87,6 +88,9 @@ class PETS(OffPolicyAlgorithm):
     :param verbose: 0 silent, 1 info (logs and model fits), 2 debug.
     :param seed: Random seed.
     :param device: Device of the model and the planner (``auto``, ``cpu``, ``cuda``).
+    :param num_threads: Torch intra-op threads while ``learn()`` runs (the caller's setting is
+        restored after): 1 by default, which stays fast when other jobs share the cores (README,
+        "Threads"); ``None`` keeps torch's own setting.
     :param _init_setup_model: Build the model at construction.
     """
 
@@ -122,6 +126,7 @@ class PETS(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: Optional[int] = None,
         device: Union[th.device, str] = "auto",
+        num_threads: Optional[int] = 1,
         _init_setup_model: bool = True,
     ) -> None:
         check_vector_observations("PETS", env)
@@ -166,6 +171,7 @@ class PETS(OffPolicyAlgorithm):
         self.model_patience = model_patience
         self.holdout_ratio = holdout_ratio
         self.env_id = env_id_of(self.env)
+        self.num_threads = check_num_threads(num_threads)
         if _init_setup_model:
             self._setup_model()
 
@@ -320,14 +326,15 @@ class PETS(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfPETS:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().load_replay_buffer(path, truncate_last_traj)

@@ -14,6 +14,8 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from sb3_mbrl.common.threads import check_num_threads, torch_threads
+
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
 
 BASELINES = ("value", "mean", None)
@@ -125,6 +127,9 @@ class REINFORCE(OnPolicyAlgorithm):
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
         Setting it to auto, the code will be run on the GPU if possible.
+    :param num_threads: Torch intra-op threads while ``learn()`` runs (the caller's setting is
+        restored after): 1 by default, which stays fast when other jobs share the cores (README,
+        "Threads"); ``None`` keeps torch's own setting.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -160,6 +165,7 @@ class REINFORCE(OnPolicyAlgorithm):
         verbose: int = 0,
         seed: Optional[int] = None,
         device: Union[th.device, str] = "auto",
+        num_threads: Optional[int] = 1,
         _init_setup_model: bool = True,
     ):
         if baseline not in BASELINES:
@@ -218,6 +224,7 @@ class REINFORCE(OnPolicyAlgorithm):
         # Per rollout: episode ends of each step and which steps enter the loss, both (n_steps, n_envs)
         self._rollout_dones = np.zeros((0, 0), dtype=bool)
         self._rollout_mask = np.zeros((0, 0), dtype=bool)
+        self.num_threads = check_num_threads(num_threads)
 
         if _init_setup_model:
             self._setup_model()
@@ -440,11 +447,12 @@ class REINFORCE(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfREINFORCE:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )
