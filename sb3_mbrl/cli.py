@@ -1,6 +1,9 @@
 """The ``sb3-mbrl`` command: rl-zoo's train and enjoy with sb3_mbrl's algorithms registered, imitation, search results."""
 import importlib
+import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 USAGE = """usage: sb3-mbrl COMMAND [ARGS]
@@ -34,6 +37,24 @@ COMMANDS = {
 }
 
 
+# `sb3-mbrl train --help` / `enjoy --help` are rl-zoo's argparse help, which needs torch, SB3 and
+# rl-zoo imported (seconds): a copy ships in sb3_mbrl/help/ (tests/test_cli.py checks it against
+# the live text; `python -m sb3_mbrl.cli --write-help` rewrites it). SB3_MBRL_LIVE_HELP=1 skips it.
+HELP_DIR = Path(__file__).resolve().parent / "help"
+HELP_COMMANDS = ("train", "enjoy")
+HELP_COLUMNS = "100"
+
+
+def write_help_texts() -> None:
+    """Regenerate the shipped help texts from rl-zoo's live parsers, at ``HELP_COLUMNS`` columns."""
+    env = {**os.environ, "COLUMNS": HELP_COLUMNS, "SB3_MBRL_LIVE_HELP": "1"}
+    for command in HELP_COMMANDS:
+        text = subprocess.run(
+            [sys.executable, "-m", "sb3_mbrl", command, "--help"], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        (HELP_DIR / f"{command}.txt").write_text(text)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -43,9 +64,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     if command not in COMMANDS:
         print(f"sb3-mbrl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
+    shipped_help = HELP_DIR / f"{command}.txt"
+    if rest in (["-h"], ["--help"]) and shipped_help.is_file() and not os.environ.get("SB3_MBRL_LIVE_HELP"):
+        print(shipped_help.read_text(), end="")
+        return
     module, function = COMMANDS[command]
     getattr(importlib.import_module(module), function)(rest)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--write-help"]:
+        write_help_texts()
+    else:
+        main()

@@ -139,3 +139,25 @@ def test_package_exports_the_algorithms_lazily():
 
     with pytest.raises(AttributeError, match="no attribute 'NOPE'"):
         sb3_mbrl.NOPE  # noqa: B018
+
+
+@pytest.mark.parametrize("command", ["train", "enjoy"])
+def test_shipped_command_help_is_rl_zoos_live_help(command):
+    """`sb3-mbrl train --help` prints a shipped copy (no torch import); it must equal rl-zoo's live help."""
+    import os
+
+    from sb3_mbrl import cli
+
+    env = {**os.environ, "COLUMNS": cli.HELP_COLUMNS, "SB3_MBRL_LIVE_HELP": "1"}
+    live = subprocess.run([sys.executable, "-m", "sb3_mbrl", command, "--help"], capture_output=True, text=True,
+                          env=env, timeout=120).stdout
+    shipped = (cli.HELP_DIR / f"{command}.txt").read_text()
+    assert live == shipped, "rl-zoo's help changed: run `python -m sb3_mbrl.cli --write-help`"
+    script = (
+        "import sys\nfrom sb3_mbrl.cli import main\n"
+        f"main([{command!r}, '--help'])\n"
+        "assert 'torch' not in sys.modules and 'rl_zoo3' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shipped
