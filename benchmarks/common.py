@@ -5,36 +5,29 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
-import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
-# Keys of an rl-zoo entry that are not constructor arguments.
-_ZOO_ONLY = {"n_timesteps", "policy", "n_envs", "normalize", "env_wrapper", "callback", "frame_stack"}
-
-
 def zoo_kwargs(algo: str, env_id: str, zoo_file: Path = None) -> Dict[str, Any]:
-    """Constructor arguments of ``env_id`` in ``zoo_configs/<algo>.yml`` (policy_kwargs strings evaluated as rl-zoo does)."""
-    from sb3_mbrl.zoo import zoo_config_dir
+    """
+    Constructor arguments (beside policy and env) of ``env_id`` in ``zoo_configs/<algo>.yml``, or in
+    ``zoo_file``, read and processed by rl-zoo (:func:`sb3_mbrl.common.zoo_config.load_zoo_hyperparams`).
+    """
+    from sb3_mbrl.common.zoo_config import load_zoo_hyperparams, zoo_config_dir
 
-    path = zoo_file or zoo_config_dir() / f"{algo}.yml"
-    with open(path) as file:
-        entry = dict(yaml.safe_load(file)[env_id])
-    if isinstance(entry.get("policy_kwargs"), str):
-        entry["policy_kwargs"] = eval(entry["policy_kwargs"])  # noqa: S307 - rl-zoo's own convention
-    return {k: v for k, v in entry.items() if k not in _ZOO_ONLY}
+    return load_zoo_hyperparams(algo, env_id, str(zoo_file or zoo_config_dir() / f"{algo}.yml")).kwargs
 
 
 def rl_zoo_kwargs(algo: str, env_id: str) -> Dict[str, Any]:
     """rl-zoo's own hyperparameters for ``algo`` on ``env_id`` (empty when rl-zoo has none)."""
-    import rl_zoo3
+    from sb3_mbrl.common.zoo_config import ZooConfigError, rl_zoo_config_dir
 
-    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
-    with open(path) as file:
-        config = yaml.safe_load(file)
-    return zoo_kwargs(algo, env_id, path) if env_id in config else {}
+    try:
+        return zoo_kwargs(algo, env_id, rl_zoo_config_dir() / f"{algo}.yml")
+    except ZooConfigError:
+        return {}
 
 
 def emit(record: Dict[str, Any], sink: List[Dict[str, Any]] = None) -> None:

@@ -17,11 +17,13 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch as th
-import yaml
+
+if TYPE_CHECKING:
+    from sb3_mbrl.common.zoo_config import ZooHyperparams
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,49 +35,31 @@ N_EVAL_EPISODES = 10
 N_EVAL_ENVS = 5
 
 
-def zoo_hyperparams(algo: str, env_id: str) -> Dict[str, Any]:
-    """The rl-zoo entry for ``env_id``: ours for REINFORCE, rl-zoo's own for A2C."""
-    import rl_zoo3
-
-    from sb3_mbrl.zoo import zoo_config_dir
+def zoo_hyperparams(algo: str, env_id: str) -> "ZooHyperparams":
+    """The rl-zoo entry for ``env_id``, read and processed by rl-zoo: ours for REINFORCE, rl-zoo's own for A2C."""
+    from sb3_mbrl.common.zoo_config import load_zoo_hyperparams, rl_zoo_config_dir, zoo_config_dir
 
     if algo == "reinforce":
-        path, entry = zoo_config_dir() / "reinforce.yml", env_id
-    else:
-        path, entry = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml", A2C_ZOO_ENTRY.get(env_id, env_id)
-    with open(path) as file:
-        return dict(yaml.load(file, Loader=yaml.UnsafeLoader)[entry])  # rl-zoo files use YAML anchors and !!float
+        return load_zoo_hyperparams(algo, env_id, str(zoo_config_dir() / "reinforce.yml"))
+    return load_zoo_hyperparams(algo, A2C_ZOO_ENTRY.get(env_id, env_id), str(rl_zoo_config_dir() / f"{algo}.yml"))
 
 
 def make_model(algo: str, env_id: str, seed: int) -> Tuple[Any, Any, Any]:
     """The model, its training VecEnv and its eval VecEnv, built as rl-zoo builds them."""
-    from rl_zoo3.utils import linear_schedule
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     from sb3_mbrl import REINFORCE
 
-    kwargs = zoo_hyperparams(algo, env_id)
-    for key in ("n_timesteps", "env_wrapper", "frame_stack", "callback"):
-        kwargs.pop(key, None)
-    n_envs = int(kwargs.pop("n_envs", 1))
-    normalize = kwargs.pop("normalize", False)
-    policy = kwargs.pop("policy")
-    if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])  # as rl-zoo does
-    for key in ("learning_rate", "clip_range"):
-        if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
-            kwargs[key] = linear_schedule(float(kwargs[key][4:]))
-
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    zoo = zoo_hyperparams(algo, env_id)
+    env = make_vec_env(env_id, n_envs=zoo.n_envs, seed=seed)
     eval_env = make_vec_env(env_id, n_envs=N_EVAL_ENVS, seed=seed + 10_000)
-    if normalize:
-        norm_kwargs = normalize if isinstance(normalize, dict) else {}
-        env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99), **norm_kwargs)
+    if zoo.normalize:
+        env = VecNormalize(env, **zoo.normalize_kwargs)  # with the algorithm's gamma, as rl-zoo does
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     cls = {"reinforce": REINFORCE, "a2c": A2C}[algo]
-    model = cls(policy, env, seed=seed, device="cpu", **kwargs)
+    model = cls(zoo.policy, env, seed=seed, device="cpu", **zoo.kwargs)
     return model, env, eval_env
 
 

@@ -1,3 +1,3 @@
-from sb3_mbrl.cli import main
+from sb3_mbrl.zoo.cli import main
 
 main()

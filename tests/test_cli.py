@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import sb3_mbrl
-from sb3_mbrl import zoo
+from sb3_mbrl.zoo.argv import train_argv
+from sb3_mbrl.zoo.registry import register_algorithms, sb3_mbrl_algorithms
 
 
 def _run(args, cwd, timeout=300):
@@ -29,15 +30,19 @@ def test_train_and_enjoy_sac_pendulum(tmp_path):
 
 
 def test_train_argv_defaults():
-    argv = zoo.train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000"])
+    argv = train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000"])
     assert argv[argv.index("--eval-freq") + 1] == "200"
-    argv = zoo.train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000", "--eval-freq", "-1"])
+    argv = train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000", "--eval-freq", "-1"])
     assert argv.count("--eval-freq") == 1
+    # rl-zoo's abbreviations and --flag=value read as rl-zoo reads them.
+    argv = train_argv(["--algo", "sac", "--env", "Pendulum-v1", "--n-time", "500"])
+    assert argv[argv.index("--eval-freq") + 1] == "100"
+    assert train_argv(["--algo", "sac", "--env=Pendulum-v1", "-n=500", "--eval-f=-1"]).count("--eval-freq") == 0
     # SB3's own algorithms keep rl-zoo's file for tasks our zoo_configs do not cover.
-    argv = zoo.train_argv(["--algo", "ppo", "--env", "CartPole-v1", "-n", "1000"])
+    argv = train_argv(["--algo", "ppo", "--env", "CartPole-v1", "-n", "1000"])
     assert "--conf-file" not in argv
-    for algo in zoo.sb3_mbrl_algorithms():
-        argv = zoo.train_argv(["--algo", algo, "--env", "Pendulum-v1"])
+    for algo in sb3_mbrl_algorithms():
+        argv = train_argv(["--algo", algo, "--env", "Pendulum-v1"])
         conf = argv[argv.index("--conf-file") + 1]
         assert conf.endswith(f"zoo_configs/{algo}.yml")
         assert conf == str(Path(sb3_mbrl.__file__).parent / "zoo_configs" / f"{algo}.yml")  # package data
@@ -74,7 +79,7 @@ def test_wheel_install_trains_pets_with_packaged_zoo_configs(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
     where = subprocess.run(
-        [sys.executable, "-c", "import sb3_mbrl, sb3_mbrl.zoo as z; print(sb3_mbrl.__file__); print(z.zoo_config_dir())"],
+        [sys.executable, "-c", "import sb3_mbrl, sb3_mbrl.common.zoo_config as z; print(sb3_mbrl.__file__); print(z.zoo_config_dir())"],
         cwd=work, env=env, capture_output=True, text=True, timeout=120,
     )
     assert where.returncode == 0, where.stderr[-3000:]
@@ -95,7 +100,7 @@ def test_wheel_install_trains_pets_with_packaged_zoo_configs(tmp_path):
 def test_registered_algorithms_are_in_rl_zoo_table():
     from rl_zoo3.utils import ALGOS
 
-    ours = zoo.register_algorithms()
+    ours = register_algorithms()
     for name, cls in ours.items():
         assert ALGOS[name] is cls
 
@@ -104,7 +109,7 @@ def test_unknown_command_exits_with_usage():
     result = subprocess.run([sys.executable, "-m", "sb3_mbrl", "fly"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown command" in result.stderr
     with pytest.raises(SystemExit):
-        from sb3_mbrl.cli import main
+        from sb3_mbrl.zoo.cli import main
 
         main(["fly"])
 
@@ -114,7 +119,7 @@ def test_help_and_usage_errors_import_no_heavy_modules(args, code):
     """`sb3-mbrl --help` and usage errors answer without importing torch, SB3 or rl-zoo (was about 12 s)."""
     script = (
         "import sys\n"
-        "from sb3_mbrl.cli import main\n"
+        "from sb3_mbrl.zoo.cli import main\n"
         "try:\n"
         f"    main({args!r})\n"
         "except SystemExit as exit:\n"
@@ -146,15 +151,15 @@ def test_shipped_command_help_is_rl_zoos_live_help(command):
     """`sb3-mbrl train --help` prints a shipped copy (no torch import); it must equal rl-zoo's live help."""
     import os
 
-    from sb3_mbrl import cli
+    from sb3_mbrl.zoo import cli
 
     env = {**os.environ, "COLUMNS": cli.HELP_COLUMNS, "SB3_MBRL_LIVE_HELP": "1"}
     live = subprocess.run([sys.executable, "-m", "sb3_mbrl", command, "--help"], capture_output=True, text=True,
                           env=env, timeout=120).stdout
     shipped = (cli.HELP_DIR / f"{command}.txt").read_text()
-    assert live == shipped, "rl-zoo's help changed: run `python -m sb3_mbrl.cli --write-help`"
+    assert live == shipped, "rl-zoo's help changed: run `python -m sb3_mbrl.zoo.cli --write-help`"
     script = (
-        "import sys\nfrom sb3_mbrl.cli import main\n"
+        "import sys\nfrom sb3_mbrl.zoo.cli import main\n"
         f"main([{command!r}, '--help'])\n"
         "assert 'torch' not in sys.modules and 'rl_zoo3' not in sys.modules\n"
     )

@@ -228,17 +228,17 @@ def test_unknown_env_id_is_a_usage_error(tmp_path, command, env_id, suggestion):
 
 
 def test_unknown_env_id_of_a_namespace_package_names_gym_packages(capsys):
-    from sb3_mbrl import zoo
+    from sb3_mbrl.zoo.env_ids import check_env_id
 
     with pytest.raises(SystemExit) as exit_info:
-        zoo.check_env_id("train", ["--algo", "ppo", "--env", "seals/CartPole-v0"])
+        check_env_id("train", ["--algo", "ppo", "--env", "seals/CartPole-v0"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("sb3-mbrl train: error: unknown environment id 'seals/CartPole-v0'")
     assert "`--gym-packages seals`" in err
     # Imported as rl-zoo would, the package's ids pass (rl-zoo's nargs="+" list, the last flag's form too).
-    zoo.check_env_id("train", ["--env", "seals/CartPole-v0", "--gym-packages", "seals", "-n", "10"])
-    zoo.check_env_id("enjoy", ["--env=seals/CartPole-v0", "--gym-packages=seals"])
+    check_env_id("train", ["--env", "seals/CartPole-v0", "--gym-packages", "seals", "-n", "10"])
+    check_env_id("enjoy", ["--env=seals/CartPole-v0", "--gym-packages=seals"])
 
 
 class _SuccessAtEnd(gym.Wrapper):
@@ -252,7 +252,7 @@ class _SuccessAtEnd(gym.Wrapper):
 
 
 def test_progress_eval_callback_keeps_success_tracking_with_several_eval_envs(tmp_path, capsys):
-    from sb3_mbrl.zoo_progress import ProgressEvalCallback
+    from sb3_mbrl.zoo.progress import ProgressEvalCallback
 
     eval_env = make_vec_env("Pendulum-v1", n_envs=2, seed=1, wrapper_class=_SuccessAtEnd)
     callback = ProgressEvalCallback(eval_env, n_eval_episodes=3, eval_freq=100, log_path=str(tmp_path))

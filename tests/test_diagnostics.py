@@ -11,7 +11,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, configure
 
 from sb3_mbrl import MBPO, PETS, REINFORCE
 from sb3_mbrl.common import ModelDiagnosticsCallback, get_dynamics_ensemble
-from sb3_mbrl.common.callbacks import model_diagnostics, one_step_metrics, open_loop_mse, open_loop_segments
+from sb3_mbrl.dynamics.diagnostics import model_diagnostics, one_step_metrics, open_loop_mse, open_loop_segments
 from sb3_mbrl.dynamics import ProbabilisticEnsemble
 
 PETS_TINY = dict(

@@ -16,18 +16,21 @@ import optuna
 import pytest
 import yaml
 
-from sb3_mbrl import MBPO, PETS, REINFORCE, zoo
-from sb3_mbrl.hyperparams_opt import (
+from sb3_mbrl import MBPO, PETS, REINFORCE
+from sb3_mbrl.common.zoo_config import zoo_config_dir
+from sb3_mbrl.zoo.argv import parse_args, train_argv
+from sb3_mbrl.zoo.best import python_source, to_zoo_config
+from sb3_mbrl.zoo.registry import register_algorithms
+from sb3_mbrl.zoo.search import SEARCH_ATTR, prepare_search
+from sb3_mbrl.zoo.search_spaces import (
     MBPO_SAC_CATEGORICAL,
     SAMPLERS,
     hyperparams_from_params,
-    python_source,
     sample_mbpo_params,
     sample_pets_params,
     sample_reinforce_params,
-    to_zoo_config,
 )
-from sb3_mbrl.optimize import SEARCH_ATTR, SearchError, default_storage_path, prepare_search, storage_url
+from sb3_mbrl.zoo.storage import SearchError, default_storage_path, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NO_HER = {"using_her_replay_buffer": False, "her_kwargs": {}}
@@ -109,7 +112,7 @@ def test_fixed_trial_conversion_is_real_and_checked():
 def test_samplers_registered_in_rl_zoo():
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
-    zoo.register_algorithms()
+    register_algorithms()
     for name, sampler in SAMPLERS.items():
         assert HYPERPARAMS_SAMPLER[name] is sampler
 
@@ -133,28 +136,31 @@ def test_zoo_config_values_evaluate_back_in_rl_zoo():
 # ---------------------------------------------------------------------------- storage defaults
 def test_train_argv_fills_in_local_study(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = zoo.train_argv(["--algo", "pets", "--env", "Pendulum-v1", "-optimize", "--n-trials", "3"])
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1", "-optimize", "--n-trials", "3"])
     db = tmp_path / "logs" / "optuna" / "pets-Pendulum-v1.db"
     assert argv[argv.index("--storage") + 1] == f"sqlite:///{db}"
     assert argv[argv.index("--study-name") + 1] == "pets-Pendulum-v1"
     assert "--eval-freq" not in argv  # rl-zoo evaluates with --n-evaluations while searching
-    argv = zoo.train_argv(["--algo", "reinforce", "--env", "seals/CartPole-v0", "-f", "runs", "-optimize"])
+    argv = train_argv(["--algo", "reinforce", "--env", "seals/CartPole-v0", "-f", "runs", "-optimize"])
     assert argv[argv.index("--storage") + 1] == f"sqlite:///{tmp_path / 'runs' / 'optuna' / 'reinforce-seals-CartPole-v0.db'}"
-    argv = zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", "--storage", "here.db", "--study-name", "s"])
-    assert argv[argv.index("--storage") + 1] == f"sqlite:///{tmp_path / 'here.db'}" and argv.count("--storage") == 1
+    # A file given as --storage becomes an SQLite URL (added after it: argparse keeps a flag's last value),
+    # abbreviated flags read as rl-zoo reads them.
+    for given in (["--storage", "here.db", "--study-name", "s"], ["--stor=here.db", "--study", "s"]):
+        args = parse_args("train", train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", *given]))
+        assert args.storage == f"sqlite:///{tmp_path / 'here.db'}" and args.study_name == "s"
     url = "postgresql+psycopg2://me:secret@db.example/search"
-    argv = zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "--optimize-hyperparameters", f"--storage={url}"])
+    argv = train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "--optimize-hyperparameters", f"--storage={url}"])
     assert f"--storage={url}" in argv and argv[argv.index("--study-name") + 1] == "mbpo-Pendulum-v1"
     with pytest.raises(SearchError, match="not a database URL"):
-        zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", "--storage", "nosuchdb://x/y"])
+        train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", "--storage", "nosuchdb://x/y"])
     with pytest.raises(SearchError, match="journal"):
-        zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", "--storage", "study.log"])
+        train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", "-optimize", "--storage", "study.log"])
 
 
 def test_storage_errors_are_retried_then_named():
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from sb3_mbrl.optimize import _retrying
+    from sb3_mbrl.zoo.storage import retrying
 
     calls = []
 
@@ -164,19 +170,19 @@ def test_storage_errors_are_retried_then_named():
             raise IntegrityError("INSERT INTO version_info", {}, Exception("duplicate key"))
         return "study"
 
-    assert _retrying(flaky, "sqlite:///x.db", attempts=2) == "study" and len(calls) == 2
+    assert retrying(flaky, "sqlite:///x.db", attempts=2) == "study" and len(calls) == 2
 
     def refused() -> None:
         raise OperationalError("connect", {}, Exception('connection to server at "db" failed: Connection refused'))
 
     with pytest.raises(SearchError, match=r"postgresql://me:\*\*\*@db/search: .*Connection refused") as error:
-        _retrying(refused, "postgresql://me:secret@db/search", attempts=2)
+        retrying(refused, "postgresql://me:secret@db/search", attempts=2)
     assert "secret" not in str(error.value)
 
 
 def _train(argv: List[str], monkeypatch) -> None:
     """``sb3-mbrl train`` in this process (rl-zoo reads sys.argv, which run_train sets)."""
-    from sb3_mbrl.cli import main
+    from sb3_mbrl.zoo.cli import main
 
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     main(["train", *argv])
@@ -210,7 +216,7 @@ def test_reinforce_search_resumes_and_best_config_trains(tmp_path, monkeypatch, 
     study = optuna.load_study(study_name="reinforce-CartPole-v1", storage=f"sqlite:///{db}")
     assert len(_finished(study)) == 3 and [t.number for t in study.trials] == [0, 1, 2]
 
-    from sb3_mbrl.cli import main
+    from sb3_mbrl.zoo.cli import main
 
     main(["best", "--algo", "reinforce", "--env", "CartPole-v1", "--yaml", "best.yml"])
     out = capsys.readouterr().out
@@ -282,18 +288,18 @@ def test_pets_search_refuses_evaluations_before_the_first_model_fit(tmp_path, mo
 def test_a_study_holds_one_algorithm_and_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["-optimize", "--storage", "shared.db", "--study-name", "s"]
-    prepare_search(zoo.train_argv(["--algo", "reinforce", "--env", "CartPole-v1", *common]))
+    prepare_search(train_argv(["--algo", "reinforce", "--env", "CartPole-v1", *common]))
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'shared.db'}")
-    assert study.user_attrs[SEARCH_ATTR]["conf_file"] == str(zoo.zoo_config_dir() / "reinforce.yml")  # package data
+    assert study.user_attrs[SEARCH_ATTR]["conf_file"] == str(zoo_config_dir() / "reinforce.yml")  # package data
     with pytest.raises(SearchError, match="searches reinforce on CartPole-v1"):
-        prepare_search(zoo.train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", *common]))
+        prepare_search(train_argv(["--algo", "mbpo", "--env", "Pendulum-v1", *common]))
     with pytest.warns(UserWarning, match="same command"):
-        prepare_search(zoo.train_argv(["--algo", "reinforce", "--env", "CartPole-v1", "-n", "5", *common]))
+        prepare_search(train_argv(["--algo", "reinforce", "--env", "CartPole-v1", "-n", "5", *common]))
 
 
 def test_best_config_of_a_search_made_elsewhere(tmp_path, monkeypatch, capsys):
     """The recorded config file is not on this machine: the default one, with the search's --hyperparams."""
-    from sb3_mbrl.cli import main
+    from sb3_mbrl.zoo.cli import main
 
     monkeypatch.chdir(tmp_path)
     study = optuna.create_study(storage="sqlite:///s.db", study_name="remote", direction="maximize")
@@ -317,7 +323,7 @@ def test_best_config_of_a_search_made_elsewhere(tmp_path, monkeypatch, capsys):
 
 
 def test_best_errors_name_the_study_and_storage(tmp_path, monkeypatch, capsys):
-    from sb3_mbrl.cli import main
+    from sb3_mbrl.zoo.cli import main
 
     monkeypatch.chdir(tmp_path)
 

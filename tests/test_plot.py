@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from sb3_mbrl.cli import main
-from sb3_mbrl.plotting import Curve, aggregate, collect_curves, find_run_dirs, plot_progress, smooth
+from sb3_mbrl.zoo.cli import main
+from sb3_mbrl.zoo.metric_plots import plot_progress
+from sb3_mbrl.zoo.plots import Curve, aggregate, collect_curves, find_run_dirs, smooth
 
 # Two seeds of a tiny real rl-zoo run in one process (saves a second interpreter start-up).
 TRAIN = """
-from sb3_mbrl.cli import main
+from sb3_mbrl.zoo.cli import main
 for seed in ("0", "1"):
     main(["train", "--algo", "sac", "--env", "Pendulum-v1", "-n", "200", "--eval-freq", "100", "--eval-episodes", "1",
           "--num-threads", "1", "-f", "logs", "--seed", seed, "--hyperparams", "learning_starts:50"])

@@ -12,7 +12,7 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_mbrl import MBPO, PETS, REINFORCE
 from sb3_mbrl.common import load_policy, save_policy
-from sb3_mbrl.common.policy_io import _decode, _encode
+from sb3_mbrl.common.encoding import decode, encode
 from sb3_mbrl.envs import rewards, terminations
 from sb3_mbrl.pets.policies import MPCPolicy
 
@@ -253,8 +253,8 @@ def test_encoding_roundtrip_under_weights_only(tmp_path) -> None:
         "device": th.device("cpu"),
     }
     path = tmp_path / "encoded.pth"
-    th.save(_encode(value, ""), str(path))
-    decoded = _decode(th.load(str(path), weights_only=True), "")
+    th.save(encode(value, ""), str(path))
+    decoded = decode(th.load(str(path), weights_only=True), "")
     assert decoded["space"] == space
     assert list(decoded["space"].spaces) == list(space.spaces)
     assert decoded["cls"] is th.nn.ReLU
@@ -270,4 +270,4 @@ def test_encoding_roundtrip_under_weights_only(tmp_path) -> None:
 
 def test_unencodable_object_raises() -> None:
     with pytest.raises(ValueError, match=r"constructor argument x\['y'\]\[0\] = <object"):
-        _encode({"x": {"y": [object()]}}, "")
+        encode({"x": {"y": [object()]}}, "")

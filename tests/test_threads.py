@@ -2,8 +2,9 @@
 import pytest
 import torch as th
 
-from sb3_mbrl import MBPO, PETS, REINFORCE, zoo
+from sb3_mbrl import MBPO, PETS, REINFORCE
 from sb3_mbrl.common.threads import torch_threads
+from sb3_mbrl.zoo.argv import train_argv
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_learn_uses_one_thread_by_default_and_restores_the_callers(two_threads, 
 
 
 def test_cli_defaults_to_one_thread_unless_given():
-    argv = zoo.train_argv(["--algo", "pets", "--env", "Pendulum-v1"])
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1"])
     assert argv[argv.index("--num-threads") + 1] == "1"
-    argv = zoo.train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--num-threads", "2"])
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--num-threads", "2"])
     assert argv.count("--num-threads") == 1 and argv[argv.index("--num-threads") + 1] == "2"

@@ -14,7 +14,7 @@ from stable_baselines3.common.logger import configure
 
 from sb3_mbrl import PETS
 from sb3_mbrl.common import ModelDiagnosticsCallback
-from sb3_mbrl.plotting import plot_progress
+from sb3_mbrl.zoo.metric_plots import plot_progress
 
 KEYS = [
     ["model/one_step_mse", "train/model_holdout_mse"],

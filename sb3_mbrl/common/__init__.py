@@ -1,4 +1,7 @@
-"""Pieces shared by the sb3_mbrl algorithms: callbacks, policy-only save/load."""
+"""
+SB3 glue shared by the sb3_mbrl algorithms: replay buffer to tensors, reward/termination function
+lookup, input checks, the model fit and its logs, callbacks, policy-only save/load, torch threads.
+"""
 from sb3_mbrl.common.callbacks import ModelDiagnosticsCallback, get_dynamics_ensemble
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 

@@ -1,12 +1,10 @@
 """ModelEnv: the learned model used as a batched, differentiable-free simulator."""
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
-
-# (obs, action, next_obs) -> reward (B,) or terminated (B,)
-TransitionFn = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
+from sb3_mbrl.envs.types import TransitionFn
 
 PROPAGATION_METHODS = ("random_model", "fixed_model", "expectation")
 

@@ -10,5 +10,6 @@ from sb3_mbrl.envs.registry import (
     get_termination_fn,
     has_terminal_states,
 )
+from sb3_mbrl.envs.types import TransitionFn
 
-__all__ = ["REWARD_FNS", "TERMINATION_FNS", "get_reward_fn", "get_termination_fn", "has_terminal_states"]
+__all__ = ["REWARD_FNS", "TERMINATION_FNS", "TransitionFn", "get_reward_fn", "get_termination_fn", "has_terminal_states"]

@@ -1,8 +1,8 @@
 """Lookup of known reward and termination functions by env id."""
 from typing import Dict, Optional
 
-from sb3_mbrl.dynamics.model_env import TransitionFn
 from sb3_mbrl.envs import rewards, terminations
+from sb3_mbrl.envs.types import TransitionFn
 
 REWARD_FNS: Dict[str, TransitionFn] = {
     "Pendulum-v1": rewards.pendulum_reward,

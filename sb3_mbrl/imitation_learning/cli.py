@@ -5,7 +5,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from sb3_mbrl.imitation_learning.common import ImitationError, publish, read_json, staging_dir, write_json_atomic
+from sb3_mbrl.common.files import publish, read_json, staging_dir, write_json_atomic
+from sb3_mbrl.imitation_learning.common import ImitationError
 
 EXPERT_FILE = "expert.zip"
 DEMOS_DIR = "demos"

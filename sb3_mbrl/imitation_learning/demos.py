@@ -10,14 +10,13 @@ import numpy as np
 from imitation.data.types import Trajectory, TrajectoryWithRew
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from sb3_mbrl.common.files import PathLike, replace_path
 from sb3_mbrl.imitation_learning.common import (
     DemonstrationError,
-    PathLike,
     VariableHorizonError,
     check_fixed_horizon,
     make_env,
     make_venv,
-    replace_path,
     variable_horizon_message,
 )
 

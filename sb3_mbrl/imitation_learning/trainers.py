@@ -8,9 +8,9 @@ import torch as th
 from imitation.data.types import Trajectory
 from stable_baselines3 import PPO
 
+from sb3_mbrl.common.files import PathLike
 from sb3_mbrl.imitation_learning.common import (
     ImitationError,
-    PathLike,
     VariableHorizonError,
     check_fixed_horizon,
     make_venv,

@@ -14,19 +14,12 @@ from stable_baselines3.common.utils import get_schedule_fn, update_learning_rate
 from stable_baselines3.sac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SACPolicy
 from torch import nn
 
+from sb3_mbrl.common.buffers import replay_buffer_transitions
+from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
+from sb3_mbrl.common.model_fit import fit_dynamics
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
+from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
 from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
-from sb3_mbrl.dynamics.sb3_utils import (
-    TransitionFnArg,
-    check_finite_transition,
-    check_no_vec_normalize,
-    check_vector_observations,
-    env_id_of,
-    env_steps_per_second,
-    replay_buffer_transitions,
-    resolve_transition_fns,
-)
-from sb3_mbrl.dynamics.trainer import fit_progress_printer
 from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity, scale_actions, unscale_actions
 
 SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
@@ -353,37 +346,26 @@ class MBPO(SAC):
         self._steps_since_model_train, self._model_refit_pending = 0, False
         model_lr = self.model_lr_schedule(self._current_progress_remaining)
         update_learning_rate(self.dynamics_optimizer, model_lr)
-        start = time.perf_counter()
-        obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
-        show_epoch = fit_progress_printer("  MBPO model", self.verbose)
-        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
-        fit_seconds = time.perf_counter() - start
+        # Read once: the fit and the rollouts' start states use the same real transitions.
+        transitions = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
+        fit = fit_dynamics(self, self.model_trainer, "MBPO", transitions)
         self._model_fitted = True
         start = time.perf_counter()
         length = rollout_length_at(self.rollout_length, self.rollout_epoch)
         capacity = self._model_buffer_capacity()
         self.model_buffer.resize(capacity)
-        n_added = self.branched_rollouts(obs, length)
+        n_added = self.branched_rollouts(transitions[0], length)
         rollout_seconds = time.perf_counter() - start
-        self.logger.record("train/model_loss", metrics["train_loss"])
-        self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
-        self.logger.record("train/model_epochs", metrics["epochs"])
         self.logger.record("train/model_learning_rate", model_lr)
         self.logger.record("rollout/model_rollout_length", length)
         self.logger.record("rollout/model_buffer_size", self.model_buffer.size)
-        self.model_fit_seconds += fit_seconds
-        self.logger.record("time/model_fit_s", fit_seconds)
-        self.logger.record("time/model_fit_total_s", self.model_fit_seconds)
         self.logger.record("time/model_rollout_s", rollout_seconds)
         if self.verbose >= 1:
             print(
-                f"MBPO step {self.num_timesteps}: model fit on {obs.shape[0]} transitions in {fit_seconds:.1f} s "
-                f"({metrics['epochs']} epochs, holdout MSE {metrics['holdout_mse_elites']:.4f}); "
-                f"{n_added} model transitions (k={length}) in {rollout_seconds:.2f} s; "
-                f"{self.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(self):.1f} env steps/s",
+                f"MBPO step {self.num_timesteps}: {n_added} model transitions (k={length}) in {rollout_seconds:.2f} s",
                 flush=True,
             )
-        return {"fit_seconds": fit_seconds, "rollout_seconds": rollout_seconds, "added": n_added}
+        return {"fit_seconds": fit["fit_seconds"], "rollout_seconds": rollout_seconds, "added": n_added}
 
     @th.no_grad()
     def branched_rollouts(self, real_obs: th.Tensor, length: int) -> int:

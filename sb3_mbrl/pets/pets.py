@@ -1,5 +1,4 @@
 """PETS: probabilistic ensembles with trajectory sampling (Chua et al., 2018), the SB3 way."""
-import time
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
@@ -11,19 +10,11 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule, TrainFreq, TrainFrequencyUnit
 
+from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
+from sb3_mbrl.common.model_fit import fit_dynamics
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
+from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
 from sb3_mbrl.dynamics import EnsembleTrainer
-from sb3_mbrl.dynamics.sb3_utils import (
-    TransitionFnArg,
-    check_finite_transition,
-    check_no_vec_normalize,
-    check_vector_observations,
-    env_id_of,
-    env_steps_per_second,
-    replay_buffer_transitions,
-    resolve_transition_fns,
-)
-from sb3_mbrl.dynamics.trainer import fit_progress_printer
 from sb3_mbrl.pets.policies import MPCPolicy
 
 SelfPETS = TypeVar("SelfPETS", bound="PETS")
@@ -283,28 +274,11 @@ class PETS(OffPolicyAlgorithm):
         self._update_learning_rate(self.policy.optimizer)  # a learning-rate schedule takes effect here
         self._steps_since_fit, self._episodes_since_fit, self._model_refit_pending = 0, 0, False
         self.policy.set_training_mode(True)
-        obs, actions, next_obs, rewards = replay_buffer_transitions(self.replay_buffer, self.policy, self.device)
-        start = time.perf_counter()
-        show_epoch = fit_progress_printer("  PETS model", self.verbose)
-        metrics = self.model_trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
-        fit_seconds = time.perf_counter() - start
+        fit_dynamics(self, self.model_trainer, "PETS")
         self.policy.fitted.fill_(True)
         self.policy.set_training_mode(False)
         self._n_updates += 1
-        self.logger.record("train/model_loss", metrics["train_loss"])
-        self.logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
-        self.logger.record("train/model_epochs", metrics["epochs"])
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.model_fit_seconds += fit_seconds
-        self.logger.record("time/model_fit_s", fit_seconds)
-        self.logger.record("time/model_fit_total_s", self.model_fit_seconds)
-        if self.verbose >= 1:
-            print(
-                f"PETS step {self.num_timesteps}: model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
-                f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s "
-                f"({self.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(self):.1f} env steps/s)",
-                flush=True,
-            )
 
     def _dump_logs(self) -> None:
         # One window (the planned steps since the last dump) for every planning statistic.

@@ -13,7 +13,7 @@ from torch import nn
 
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
-from sb3_mbrl.dynamics.model_env import TransitionFn
+from sb3_mbrl.envs.types import TransitionFn
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
 
 

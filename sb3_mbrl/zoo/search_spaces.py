@@ -5,14 +5,14 @@ Each ``sample_<algo>_params(trial, n_actions, n_envs, additional_args)`` suggest
 ``trial`` and returns keyword arguments for the algorithm's constructor; rl-zoo's
 ``ExperimentManager.objective`` merges them (``dict.update``, so a sampled ``policy_kwargs`` or
 ``optimizer_kwargs`` replaces the config file's) into the hyperparameters read from the config file.
-:func:`sb3_mbrl.zoo.register_algorithms` adds them to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``.
+:func:`sb3_mbrl.zoo.registry.register_algorithms` adds them to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``.
 
 The ranges are sized for CPU runs on a couple of cores: the PETS planner's cost grows with
 ``population_size * num_particles * horizon * iterations`` and MBPO's with SAC's gradient steps per env
 step, so the largest values here stay within a few times the cost of ``zoo_configs``.
 """
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import optuna
 from rl_zoo3.hyperparams_opt import sample_sac_params
@@ -266,57 +266,3 @@ def hyperparams_from_params(
             f"Parameters {unused} are not in the current {algo} sampler: was the study made for another algorithm?"
         )
     return hyperparams
-
-
-def python_source(value: Any) -> str:
-    """
-    Python source for a value made of dicts, lists, tuples, scalars and ``torch.nn`` classes: the form
-    rl-zoo ``eval()``-s for ``policy_kwargs`` in its YAML files (with ``nn`` and ``th`` in scope).
-
-    :param value: The value
-    :return: Its source, e.g. ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``
-    """
-    if isinstance(value, dict):
-        if all(isinstance(key, str) and key.isidentifier() for key in value):
-            return "dict(" + ", ".join(f"{key}={python_source(item)}" for key, item in value.items()) + ")"
-        return "{" + ", ".join(f"{python_source(key)}: {python_source(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(python_source(item) for item in value) + "]"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(python_source(item) for item in value) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, type) and issubclass(value, nn.Module) and getattr(nn, value.__name__, None) is value:
-        return f"nn.{value.__name__}"
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value)
-    raise ValueError(f"Cannot write {value!r} into an rl-zoo config: only dicts, lists, scalars and torch.nn classes")
-
-
-# rl-zoo eval()-s these keys when they are strings; every other value goes to the constructor as YAML gives it.
-_EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs")
-
-
-def to_zoo_config(hyperparams: Dict[str, Any]) -> Dict[str, Any]:
-    """
-    Constructor keyword arguments as rl-zoo YAML values: ``policy_kwargs`` (and replay buffer
-    settings) as the Python source rl-zoo evaluates, tuples as lists, the rest unchanged.
-
-    :param hyperparams: Constructor keyword arguments
-    :return: Values ready for ``yaml.safe_dump``
-    """
-    config: Dict[str, Any] = {}
-    for key, value in hyperparams.items():
-        if key in _EVALUATED_KEYS and not isinstance(value, str):
-            config[key] = python_source(value)
-        else:
-            config[key] = _yaml_value(key, value)
-    return config
-
-
-def _yaml_value(key: str, value: Any) -> Union[None, bool, int, float, str, list, dict]:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_yaml_value(key, item) for item in value]
-    if isinstance(value, dict):
-        return {str(k): _yaml_value(key, item) for k, item in value.items()}
-    raise ValueError(f"Cannot write {key}={value!r} into an rl-zoo config (not a YAML scalar, list or mapping)")

@@ -29,17 +29,17 @@ commands:
 # command -> (module, function taking the remaining argv); imported only when the command runs,
 # so help and usage errors answer at once.
 COMMANDS = {
-    "train": ("sb3_mbrl.zoo", "run_train"),
-    "enjoy": ("sb3_mbrl.zoo", "run_enjoy"),
-    "best": ("sb3_mbrl.optimize", "best_main"),
-    "plot": ("sb3_mbrl.plotting", "main"),
+    "train": ("sb3_mbrl.zoo.run", "run_train"),
+    "enjoy": ("sb3_mbrl.zoo.run", "run_enjoy"),
+    "best": ("sb3_mbrl.zoo.best", "best_main"),
+    "plot": ("sb3_mbrl.zoo.plots", "main"),
     "imitate": ("sb3_mbrl.imitation_learning.cli", "main"),
 }
 
 
 # `sb3-mbrl train --help` / `enjoy --help` are rl-zoo's argparse help, which needs torch, SB3 and
-# rl-zoo imported (seconds): a copy ships in sb3_mbrl/help/ (tests/test_cli.py checks it against
-# the live text; `python -m sb3_mbrl.cli --write-help` rewrites it). SB3_MBRL_LIVE_HELP=1 skips it.
+# rl-zoo imported (seconds): a copy ships in sb3_mbrl/zoo/help/ (tests/test_cli.py checks it against
+# the live text; `python -m sb3_mbrl.zoo.cli --write-help` rewrites it). SB3_MBRL_LIVE_HELP=1 skips it.
 HELP_DIR = Path(__file__).resolve().parent / "help"
 HELP_COMMANDS = ("train", "enjoy")
 HELP_COLUMNS = "100"

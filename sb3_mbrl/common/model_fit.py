@@ -1,0 +1,78 @@
+"""One fit of the dynamics model on the replay buffer, logged the same way by PETS and MBPO."""
+import sys
+import time
+from typing import Dict, Optional, Tuple
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+from sb3_mbrl.common.buffers import replay_buffer_transitions
+from sb3_mbrl.dynamics.trainer import EnsembleTrainer, fit_progress_printer
+
+Transitions = Tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]
+
+
+def env_steps_per_second(algo: BaseAlgorithm) -> float:
+    """
+    Env steps per wall second in the current ``learn()`` call, as SB3 computes ``time/fps``.
+
+    :param algo: The algorithm, inside ``learn()``.
+    :return: Env steps (summed over envs) per second.
+    """
+    elapsed = max((time.time_ns() - algo.start_time) / 1e9, sys.float_info.epsilon)
+    return (algo.num_timesteps - algo._num_timesteps_at_start) / elapsed
+
+
+def fit_dynamics(
+    algo: OffPolicyAlgorithm,
+    trainer: EnsembleTrainer,
+    prefix: str,
+    transitions: Optional[Transitions] = None,
+) -> Dict[str, float]:
+    """
+    Fit the dynamics ensemble on every real transition of the algorithm's replay buffer and report it.
+
+    Records ``train/model_loss``, ``train/model_holdout_mse`` (elites, normalised targets),
+    ``train/model_epochs``, ``time/model_fit_s`` and ``time/model_fit_total_s`` in the algorithm's
+    logger, adds the fit time to ``algo.model_fit_seconds``, and at ``verbose >= 1`` prints the
+    fit's epochs (see :func:`fit_progress_printer`) and one summary line. What else a fit means
+    (a learning-rate update, a fitted flag, counters, rollouts) stays with the algorithm.
+
+    :param algo: PETS or MBPO: its ``replay_buffer``, ``policy`` (to unscale the stored
+        actions), ``device``, ``logger``, ``verbose`` and ``model_fit_seconds`` are used.
+    :param trainer: The trainer of the algorithm's ensemble.
+    :param prefix: Name of the algorithm at the start of the printed lines, e.g. ``"PETS"``.
+    :param transitions: The buffer's transitions, when the caller has already read them with
+        :func:`replay_buffer_transitions` (MBPO branches its rollouts from the same observations).
+    :return: ``train_loss``, ``holdout_mse_elites``, ``epochs`` (of the trainer's metrics),
+        ``n_transitions`` (rows fitted on, holdout included) and ``fit_seconds``.
+    """
+    if transitions is None:
+        transitions = replay_buffer_transitions(algo.replay_buffer, algo.policy, algo.device)  # type: ignore[arg-type]
+    obs, actions, next_obs, rewards = transitions  # (N, obs_dim), (N, A), (N, obs_dim), (N,)
+    start = time.perf_counter()
+    show_epoch = fit_progress_printer(f"  {prefix} model", algo.verbose)
+    metrics = trainer.fit(obs, actions, next_obs, rewards, epoch_callback=show_epoch)
+    fit_seconds = time.perf_counter() - start
+    algo.model_fit_seconds += fit_seconds  # type: ignore[attr-defined]
+    logger = algo.logger
+    logger.record("train/model_loss", metrics["train_loss"])
+    logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
+    logger.record("train/model_epochs", metrics["epochs"])
+    logger.record("time/model_fit_s", fit_seconds)
+    logger.record("time/model_fit_total_s", algo.model_fit_seconds)  # type: ignore[attr-defined]
+    if algo.verbose >= 1:
+        print(
+            f"{prefix} step {algo.num_timesteps}: model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
+            f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s "
+            f"({algo.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(algo):.1f} env steps/s)",  # type: ignore[attr-defined]
+            flush=True,
+        )
+    return {
+        "train_loss": float(metrics["train_loss"]),
+        "holdout_mse_elites": float(metrics["holdout_mse_elites"]),
+        "epochs": float(metrics["epochs"]),
+        "n_transitions": float(obs.shape[0]),
+        "fit_seconds": fit_seconds,
+    }

@@ -1,0 +1,57 @@
+"""The reward and termination functions an algorithm plans or rolls out with: ``"auto"``, ``None`` or a callable."""
+import warnings
+from typing import Callable, Optional, Tuple, Union
+
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_mbrl.envs import TransitionFn, get_reward_fn, get_termination_fn, has_terminal_states
+
+# A user passes a callable, None, or "auto" (look the function up by env id).
+TransitionFnArg = Union[str, None, Callable]
+
+
+def env_id_of(env: Optional[VecEnv]) -> Optional[str]:
+    """
+    The gymnasium id of a VecEnv's first env, if it was made from a registered id.
+
+    :param env: The algorithm's env (``None`` when it has none yet).
+    :return: The id, e.g. ``"Pendulum-v1"``, or ``None``.
+    """
+    if env is None:
+        return None
+    try:
+        spec = env.get_attr("spec", indices=[0])[0]
+    except (AttributeError, IndexError):
+        return None
+    return getattr(spec, "id", None)
+
+
+def resolve_transition_fns(
+    algo_name: str, env_id: Optional[str], reward_fn: TransitionFnArg, termination_fn: TransitionFnArg
+) -> Tuple[Optional[TransitionFn], Optional[TransitionFn]]:
+    """
+    Turn ``"auto"`` into the known function for ``env_id`` (or ``None``) and check the rest.
+
+    A task known to have terminal states that ends up with no termination function gets a
+    warning saying what to pass.
+
+    :param algo_name: Name of the algorithm in messages.
+    :param env_id: The env's gymnasium id (``None``: nothing is known about it).
+    :param reward_fn: The user's ``reward_fn`` argument.
+    :param termination_fn: The user's ``termination_fn`` argument.
+    :return: The reward and termination functions, ``None`` where there is none (learned reward,
+        never terminates).
+    """
+    for name, value in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+        if not (value is None or value == "auto" or callable(value)):
+            raise ValueError(f"{algo_name}: {name} must be a callable, None or 'auto', got {value!r}")
+    reward = get_reward_fn(env_id) if reward_fn == "auto" else reward_fn
+    termination = get_termination_fn(env_id) if termination_fn == "auto" else termination_fn
+    if termination is None and has_terminal_states(env_id):
+        warnings.warn(
+            f"{algo_name}: {env_id} has terminal states but no termination function is set, so the model "
+            "never predicts termination. Pass termination_fn='auto' or a function "
+            "(obs, action, next_obs) -> bool tensor, e.g. from sb3_mbrl.envs.",
+            stacklevel=3,
+        )
+    return reward, termination  # type: ignore[return-value]

@@ -1,0 +1,8 @@
+"""Types shared by the known task functions, the dynamics model and the algorithms."""
+from typing import Callable
+
+import torch as th
+
+# (obs, action, next_obs), each (B, dim) -> reward (B,) float or terminated (B,) bool.
+# It lives here, in the lowest layer, so that envs/ needs nothing from dynamics/.
+TransitionFn = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
