@@ -87,7 +87,7 @@ def test_wheel_install_trains_pets_with_packaged_zoo_configs(tmp_path):
     assert Path(package_file).resolve().is_relative_to(site.resolve())  # not the checkout's editable install
     assert Path(config_dir).resolve().is_relative_to(site.resolve())
     assert (Path(config_dir) / "pets.yml").is_file()
-    hyperparams = ["--hyperparams", "optimizer_kwargs:dict(population_size=50,num_elites=5,iterations=2,noise_beta=2.0)"]
+    hyperparams = ["--hyperparams", "planner_kwargs:dict(population_size=50,num_elites=5,iterations=2,noise_beta=2.0)"]
     train = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "250"]
     result = subprocess.run(
         [*train, "--eval-freq", "-1", "-f", "logs", "--seed", "0", *hyperparams],

@@ -20,9 +20,9 @@ PETS_TINY = dict(
     ensemble_size=3,
     horizon=5,
     num_particles=2,
-    optimizer_kwargs=dict(population_size=16, num_elites=4, iterations=2),
+    planner_kwargs=dict(population_size=16, num_elites=4, iterations=2),
     model_epochs=3,
-    policy_kwargs=dict(net_arch=[32, 32]),
+    model_net_arch=[32, 32],
 )
 MBPO_TINY = dict(
     learning_starts=100,
@@ -193,7 +193,7 @@ def test_pets_run_logs_to_csv_on_fresh_transitions(tmp_path):
     assert (rows["model/k_step_mse"] >= 0).all() and np.isfinite(rows[list(KEYS)].to_numpy()).all()
     # The last measurement used exactly the rows stored after the last fit before it (at 250 rows).
     assert fit_sizes[-2] == 250 and callback.last_rows.tolist() == list(range(250, 300))
-    assert callback.ensemble is model.policy.dynamics
+    assert callback.ensemble is model.dynamics is model.policy.dynamics
 
 
 def test_two_envs_use_fresh_rows_of_both():

@@ -59,9 +59,10 @@ def test_pets_sampler_builds_pets(seed):
     model = PETS("MlpPolicy", "Pendulum-v1", **kwargs)  # builds the planner, so its settings are checked
     planner = model.policy._planner
     assert model.horizon == kwargs["horizon"] == planner.horizon
-    assert type(planner).__name__.lower().startswith(kwargs["optimizer"])
+    assert type(planner).__name__.lower().startswith(kwargs["planner"])
     assert 2 <= planner.num_elites < planner.population_size == trial.params["population_size"]
-    assert model.policy.net_arch == kwargs["policy_kwargs"]["net_arch"]
+    assert model.policy.net_arch == model.model_net_arch == kwargs["model_net_arch"]
+    assert model.learning_rate == model.model_learning_rate == kwargs["model_learning_rate"]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,13 +97,13 @@ def test_reinforce_sampler_builds_reinforce(seed, env_id, n_envs):
 
 
 def test_fixed_trial_conversion_is_real_and_checked():
-    params = dict(horizon=15, optimizer="cem", population_size=100, elite_fraction=0.2, iterations=4, num_particles=3,
-                  propagation="random_model", net_arch="small", learning_rate=5e-4)
+    params = dict(horizon=15, planner="cem", population_size=100, elite_fraction=0.2, iterations=4, num_particles=3,
+                  propagation="random_model", model_net_arch="small", model_learning_rate=5e-4)
     kwargs = hyperparams_from_params("pets", params)
-    assert kwargs["optimizer_kwargs"] == {"population_size": 100, "num_elites": 20, "iterations": 4}
-    assert kwargs["policy_kwargs"]["net_arch"] == [64, 64, 64]  # "small" -> the layers
+    assert kwargs["planner_kwargs"] == {"population_size": 100, "num_elites": 20, "iterations": 4}
+    assert kwargs["model_net_arch"] == [64, 64, 64]  # "small" -> the layers
     with pytest.raises(ValueError, match="do not fit"):
-        hyperparams_from_params("pets", {**params, "optimizer": "icem"})  # iCEM's noise_beta is missing
+        hyperparams_from_params("pets", {**params, "planner": "icem"})  # iCEM's noise_beta is missing
     with pytest.raises(ValueError, match="not in the current"):
         hyperparams_from_params("pets", {**params, "batch_size": 64})
     with pytest.raises(ValueError, match="No hyperparameter sampler"):
@@ -122,8 +123,8 @@ def test_zoo_config_values_evaluate_back_in_rl_zoo():
     from torch import nn
 
     _, kwargs = _ask(sample_reinforce_params, 0)
-    config = to_zoo_config({**kwargs, "optimizer_kwargs": {"population_size": 50}, "train_freq": (1, "episode")})
-    assert isinstance(config["policy_kwargs"], str) and config["optimizer_kwargs"] == {"population_size": 50}
+    config = to_zoo_config({**kwargs, "planner_kwargs": {"population_size": 50}, "train_freq": (1, "episode")})
+    assert isinstance(config["policy_kwargs"], str) and config["planner_kwargs"] == {"population_size": 50}
     assert config["train_freq"] == [1, "episode"]  # rl-zoo turns lists back into tuples
     # rl-zoo eval()-s policy_kwargs strings in its exp_manager module.
     assert eval(config["policy_kwargs"], vars(rl_zoo3.exp_manager)) == kwargs["policy_kwargs"]
@@ -249,8 +250,8 @@ def test_mbpo_search(tmp_path, monkeypatch):
     assert all(t.params["learning_starts"] in MBPO_SAC_CATEGORICAL["learning_starts"] for t in trials)
 
 
-PETS_CHEAP = dict(horizon=10, optimizer="icem", population_size=50, elite_fraction=0.1, iterations=3, num_particles=1,
-                  propagation="fixed_model", net_arch="small", learning_rate=1e-3, noise_beta=2.0)
+PETS_CHEAP = dict(horizon=10, planner="icem", population_size=50, elite_fraction=0.1, iterations=3, num_particles=1,
+                  propagation="fixed_model", model_net_arch="small", model_learning_rate=1e-3, noise_beta=2.0)
 
 
 def test_pets_search_evaluates_the_planner(tmp_path, monkeypatch):

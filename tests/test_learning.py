@@ -68,9 +68,9 @@ def test_pets_learns_point_mass():
         ensemble_size=3,
         horizon=10,
         num_particles=2,
-        optimizer_kwargs=dict(population_size=50, num_elites=5, iterations=3),
+        planner_kwargs=dict(population_size=50, num_elites=5, iterations=3),
         reward_fn=point_mass_reward,
-        policy_kwargs=dict(net_arch=[32, 32]),
+        model_net_arch=[32, 32],
         seed=0,
     )
     model.learn(300)

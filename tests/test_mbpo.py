@@ -13,7 +13,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 
 from sb3_mbrl import MBPO
 from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity
-from sb3_mbrl.mbpo.mbpo import rollout_length_at
+from sb3_mbrl.mbpo.schedules import rollout_length_at
 
 TINY = dict(
     learning_starts=100,
@@ -74,6 +74,21 @@ def test_rollout_schedule():
             tiny_mbpo(rollout_length=bad)
     with pytest.raises(ValueError, match="rollout_length"):
         tiny_mbpo(rollout_length=0)
+
+
+def test_every_sac_argument_reaches_sac():
+    """MBPO passes its SAC arguments on by name (mbpo.SAC_ARGUMENTS): the signature holds all of SAC's."""
+    import inspect
+
+    from sb3_mbrl.mbpo.mbpo import SAC_ARGUMENTS
+
+    sac = list(inspect.signature(SAC).parameters)
+    mbpo = list(inspect.signature(MBPO).parameters)
+    assert set(SAC_ARGUMENTS) == set(sac) - {"_init_setup_model"} and mbpo[: len(sac) - 1] == sac[:-1]
+    model = tiny_mbpo(learning_rate=7e-4, tau=0.02, gamma=0.9, ent_coef=0.3, target_update_interval=2, stats_window_size=7)
+    assert (model.learning_rate, model.tau, model.gamma, model.target_update_interval) == (7e-4, 0.02, 0.9, 2)
+    assert model.ent_coef == 0.3 and model._stats_window_size == 7 and model.batch_size == 32 and model.gradient_steps == 1
+    assert model.policy.actor.latent_pi[0].out_features == 32  # policy_kwargs
 
 
 def test_model_buffer_capacity_ring_and_resize():

@@ -28,9 +28,9 @@ TINY = dict(
     ensemble_size=3,
     horizon=5,
     num_particles=2,
-    optimizer_kwargs=dict(population_size=16, num_elites=4, iterations=2),
+    planner_kwargs=dict(population_size=16, num_elites=4, iterations=2),
     model_epochs=3,
-    policy_kwargs=dict(net_arch=[32, 32]),
+    model_net_arch=[32, 32],
 )
 
 
@@ -96,7 +96,7 @@ def test_learn_logs_and_predicts():
     keys = set().union(*capture.records)
     for key in ("rollout/ep_rew_mean", "train/model_loss", "train/model_holdout_mse", "time/planning_ms"):
         assert key in keys, key
-    assert not model.policy.dynamics.learn_reward  # Pendulum's known reward replaced the head
+    assert not model.dynamics.learn_reward  # Pendulum's known reward replaced the head
     action, _ = model.predict(np.zeros(3, dtype=np.float32))
     assert action.shape == (1,) and -2 <= action[0] <= 2
     mean, _ = evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
@@ -104,7 +104,7 @@ def test_learn_logs_and_predicts():
 
 
 def test_reward_and_termination_lookup():
-    assert tiny_pets(reward_fn=None).policy.dynamics.learn_reward
+    assert tiny_pets(reward_fn=None).dynamics.learn_reward
     assert tiny_pets(reward_fn=pendulum_reward).policy.model_env.reward_fn is pendulum_reward
     model = tiny_pets("InvertedPendulum-v4")
     assert model.policy.model_env.termination_fn is not None
@@ -145,8 +145,8 @@ def test_nan_observation_stops_training():
 def test_constant_observation_dimension_is_fine():
     model = tiny_pets(ConstantDim(gym.make("Pendulum-v1")), reward_fn=None)
     model.learn(150)
-    assert th.isfinite(model.policy.dynamics.input_std).all()
-    assert model.policy.dynamics.input_std[0, 3] == 1.0
+    assert th.isfinite(model.dynamics.input_std).all()
+    assert model.dynamics.input_std[0, 3] == 1.0
     assert np.isfinite(model.predict(np.array([1, 0, 0, 3], np.float32))[0]).all()
 
 
@@ -157,7 +157,7 @@ def test_save_load_plans_identically(tmp_path):
     loaded = PETS.load(tmp_path / "pets")
     for key, value in model.policy.state_dict().items():
         th.testing.assert_close(loaded.policy.state_dict()[key], value, msg=key)
-    assert loaded.horizon == model.horizon and loaded.optimizer_kwargs == model.optimizer_kwargs
+    assert loaded.horizon == model.horizon and loaded.planner_kwargs == model.planner_kwargs
     obs = np.array([[0.3, -0.95, 0.5]], dtype=np.float32)
     actions = []
     for algo in (model, loaded):
@@ -180,7 +180,7 @@ def test_replay_buffer_round_trip_and_continued_learning(tmp_path):
     # The first fit (after learning_starts, as in SB3) uses the loaded data too.
     other.learn(60, reset_num_timesteps=False)
     assert bool(other.policy.fitted) and other.replay_buffer.size() == 210
-    assert other._n_updates >= 1 and bool((other.policy.dynamics.input_mean != 0).any())  # normaliser fitted
+    assert other._n_updates >= 1 and bool((other.dynamics.input_mean != 0).any())  # normaliser fitted
     model.learn(100, reset_num_timesteps=False)
     assert model.num_timesteps == 250 and model.replay_buffer.size() == 250
 
@@ -265,9 +265,9 @@ def test_callbacks_fire_and_can_stop(tmp_path):
     assert (tmp_path / "pets_70_steps.zip").is_file()
 
 
-@pytest.mark.parametrize("optimizer", ["icem", "mppi", "random"])
+@pytest.mark.parametrize("planner", ["icem", "mppi", "random"])
 @pytest.mark.parametrize("propagation", ["random_model", "expectation"])
-def test_planners_and_propagations_beat_random_action_sequences(optimizer, propagation):
+def test_planners_and_propagations_beat_random_action_sequences(planner, propagation):
     """
     The plan of predict(deterministic=True) scores a higher model return (known Pendulum reward over the
     fitted ensemble, under the policy's propagation) than uniform random action sequences of the same length.
@@ -278,8 +278,8 @@ def test_planners_and_propagations_beat_random_action_sequences(optimizer, propa
         "icem": dict(population_size=32, num_elites=4, iterations=3),
         "mppi": dict(population_size=32, iterations=3, temperature=0.02),
         "random": dict(population_size=32, iterations=3),
-    }[optimizer]
-    model = tiny_pets(optimizer=optimizer, propagation=propagation, optimizer_kwargs=kwargs, reward_fn="auto",
+    }[planner]
+    model = tiny_pets(planner=planner, propagation=propagation, planner_kwargs=kwargs, reward_fn="auto",
                       horizon=10, num_particles=10, learning_starts=200)
     model.learn(201)  # 200 random steps, one fit, one planned step
     policy, model_env = model.policy, model.policy.model_env
@@ -308,7 +308,7 @@ def test_planners_and_propagations_beat_random_action_sequences(optimizer, propa
 
 
 def test_bf16_planning():
-    model = tiny_pets(policy_kwargs=dict(net_arch=[32, 32], planning_dtype="bfloat16"))
+    model = tiny_pets(policy_kwargs=dict(planning_dtype="bfloat16"))
     model.learn(60)
     assert model.policy.model_env.compute_dtype == th.bfloat16
     assert np.isfinite(model.predict(np.zeros(3, np.float32))[0]).all()
@@ -320,7 +320,7 @@ def test_bf16_planning():
 def test_cuda():
     model = tiny_pets(device="cuda")
     model.learn(80)
-    assert next(model.policy.dynamics.parameters()).device.type == "cuda"
+    assert next(model.dynamics.parameters()).device.type == "cuda"
     assert model.predict(np.zeros(3, np.float32))[0].shape == (1,)
 
 

@@ -25,8 +25,8 @@ def pets_model() -> PETS:
         learning_starts=50,
         horizon=3,
         num_particles=1,
-        optimizer_kwargs=dict(population_size=20, num_elites=4, iterations=2),
-        policy_kwargs=dict(net_arch=[16, 16]),
+        planner_kwargs=dict(population_size=20, num_elites=4, iterations=2),
+        model_net_arch=[16, 16],
         seed=0,
     )
     return model.learn(60)

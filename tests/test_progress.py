@@ -15,10 +15,10 @@ PETS_TINY = dict(
     ensemble_size=3,
     horizon=3,
     num_particles=1,
-    optimizer_kwargs=dict(population_size=16, num_elites=4, iterations=1),
+    planner_kwargs=dict(population_size=16, num_elites=4, iterations=1),
     model_epochs=12,
     model_patience=100,  # run all 12 epochs so the epoch-10 line shows
-    policy_kwargs=dict(net_arch=[16, 16]),
+    model_net_arch=[16, 16],
 )
 MBPO_TINY = dict(
     learning_starts=50,
@@ -139,7 +139,7 @@ def test_learning_starts_zero_waits_for_enough_data_to_fit(algo):
         model = PETS("MlpPolicy", "Pendulum-v1", seed=0, **{**PETS_TINY, "learning_starts": 0, "model_train_freq": 1})
     else:
         model = MBPO("MlpPolicy", "Pendulum-v1", seed=0, **{**MBPO_TINY, "learning_starts": 0, "model_train_freq": 1})
-    assert model.model_trainer.min_transitions == 5  # holdout_ratio 0.2
+    assert model.model_trainer.min_transitions == 5  # model_holdout_ratio 0.2
     model.learn(8)
     assert model.model_fit_seconds > 0
     if algo == "PETS":

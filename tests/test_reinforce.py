@@ -186,7 +186,7 @@ def test_no_baseline_is_plain_reinforce_and_differs_from_mean_baseline():
 def test_baseline_and_normalization_choices_are_distinct_updates():
     """The Optuna search samples baseline in ("value", "mean", None) and normalize_advantage in (True, False):
     on the same batch the six choices weight the steps differently (no two names for one update)."""
-    from sb3_mbrl.reinforce.reinforce import BASELINES
+    from sb3_mbrl.reinforce.returns import BASELINES
 
     weights = {}
     for baseline in BASELINES:

@@ -24,9 +24,9 @@ PETS_TINY = dict(
     ensemble_size=3,
     horizon=5,
     num_particles=2,
-    optimizer_kwargs=dict(population_size=16, num_elites=4, iterations=2),
+    planner_kwargs=dict(population_size=16, num_elites=4, iterations=2),
     model_epochs=3,
-    policy_kwargs=dict(net_arch=[32, 32]),
+    model_net_arch=[32, 32],
 )
 MBPO_TINY = dict(
     learning_starts=100,
@@ -199,7 +199,7 @@ def test_pets_deterministic_predict_is_repeatable_and_survives_save_load(tmp_pat
 
 # ---------------------------------------------------------------- 8. learning-rate schedules take effect
 def test_pets_learning_rate_schedule_updates_the_model_optimizer():
-    model = tiny_pets(learning_rate=lambda progress: 1e-3 * progress, model_train_freq=50)
+    model = tiny_pets(model_learning_rate=lambda progress: 1e-3 * progress, model_train_freq=50)
     rates = []
     fit = model.fit_model
 

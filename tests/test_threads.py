@@ -43,8 +43,8 @@ def _threads_seen_in_training(model, steps):
     "make, steps",
     [
         (lambda **kw: PETS("MlpPolicy", "Pendulum-v1", learning_starts=20, horizon=2, num_particles=1,
-                           optimizer_kwargs=dict(population_size=8, num_elites=2, iterations=1),
-                           policy_kwargs=dict(net_arch=[8]), model_epochs=1, model_train_freq=10, **kw), 40),
+                           planner_kwargs=dict(population_size=8, num_elites=2, iterations=1),
+                           model_net_arch=[8], model_epochs=1, model_train_freq=10, **kw), 40),
         (lambda **kw: MBPO("MlpPolicy", "Pendulum-v1", learning_starts=20, gradient_steps=1, model_net_arch=[8],
                            model_epochs=1, model_train_freq=10, rollout_batch_size=8, **kw), 30),
         (lambda **kw: REINFORCE("MlpPolicy", "CartPole-v1", n_steps=16, **kw), 32),

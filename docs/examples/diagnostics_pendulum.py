@@ -41,9 +41,11 @@ if __name__ == "__main__":
         reward_fn=None,  # learn the reward, so model/reward_mse is measured too
         horizon=15,
         num_particles=5,
-        optimizer="icem",
-        optimizer_kwargs=dict(population_size=50, num_elites=5, iterations=3, noise_beta=2.0),
-        policy_kwargs=dict(net_arch=[200, 200, 200], planning_dtype="bfloat16"),
+        planner="icem",
+        planner_kwargs=dict(population_size=50, num_elites=5, iterations=3, noise_beta=2.0),
+        model_net_arch=[200, 200, 200],
+        model_weight_decays=None,  # as when docs/img/diagnostics.png was made (PETS's default then)
+        policy_kwargs=dict(planning_dtype="bfloat16"),
     )
     model.set_logger(configure(args.log_dir, ["stdout", "csv", "tensorboard"]))
     model.learn(args.steps, callback=ModelDiagnosticsCallback(eval_freq=100, horizon=5, verbose=1))

@@ -9,7 +9,7 @@ $PY docs/examples/diagnostics_pendulum.py --steps 1600 --log-dir "$OUT/diagnosti
 for seed in 0 1; do
   $PY -m sb3_mbrl train --algo pets --env Pendulum-v1 -n 800 --eval-freq 200 --eval-episodes 2 --num-threads 1 \
     -f "$OUT"/curves/logs --seed $seed --hyperparams horizon:15 \
-    "optimizer_kwargs:dict(population_size=50, num_elites=5, iterations=3, noise_beta=2.0)"
+    "planner_kwargs:dict(population_size=50, num_elites=5, iterations=3, noise_beta=2.0)"
   $PY -m sb3_mbrl train --algo sac --env Pendulum-v1 -n 800 --eval-freq 200 --eval-episodes 2 --num-threads 1 \
     -f "$OUT"/curves/baselines --seed $seed
 done

@@ -31,23 +31,19 @@ from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
 
 def get_dynamics_ensemble(model: BaseAlgorithm) -> ProbabilisticEnsemble:
     """
-    The dynamics ensemble of a model-based algorithm.
-
-    PETS keeps it in its MPC policy (``model.policy.dynamics``), MBPO on the algorithm
-    (``model.dynamics``).
+    The dynamics ensemble of a model-based algorithm: ``model.dynamics`` (PETS and MBPO).
 
     :param model: The algorithm.
     :return: Its :class:`ProbabilisticEnsemble`.
     :raises TypeError: When the algorithm has no dynamics ensemble (SAC, PPO, REINFORCE ...).
     """
-    for owner in (model, getattr(model, "policy", None)):
-        ensemble = getattr(owner, "dynamics", None)
-        if isinstance(ensemble, ProbabilisticEnsemble):
-            return ensemble
-    raise TypeError(
-        f"{type(model).__name__} has no dynamics ensemble: model diagnostics need a model-based algorithm "
-        "with a ProbabilisticEnsemble (sb3_mbrl's PETS keeps it in policy.dynamics, MBPO in .dynamics)"
-    )
+    ensemble = getattr(model, "dynamics", None)
+    if not isinstance(ensemble, ProbabilisticEnsemble):
+        raise TypeError(
+            f"{type(model).__name__} has no dynamics ensemble: model diagnostics need a model-based algorithm "
+            "whose ProbabilisticEnsemble is model.dynamics (sb3_mbrl's PETS and MBPO)"
+        )
+    return ensemble
 
 
 class ModelDiagnosticsCallback(BaseCallback):

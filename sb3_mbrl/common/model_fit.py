@@ -1,13 +1,14 @@
-"""One fit of the dynamics model on the replay buffer, logged the same way by PETS and MBPO."""
+"""The dynamics model's trainer and one fit on the replay buffer, the same way for PETS and MBPO."""
 import sys
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_mbrl.common.buffers import replay_buffer_transitions
+from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
 from sb3_mbrl.dynamics.trainer import EnsembleTrainer, fit_progress_printer
 
 Transitions = Tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]
@@ -22,6 +23,26 @@ def env_steps_per_second(algo: BaseAlgorithm) -> float:
     """
     elapsed = max((time.time_ns() - algo.start_time) / 1e9, sys.float_info.epsilon)
     return (algo.num_timesteps - algo._num_timesteps_at_start) / elapsed
+
+
+def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **kwargs: Any) -> EnsembleTrainer:
+    """
+    The trainer of an algorithm's ensemble, from its ``model_batch_size``, ``model_holdout_ratio``,
+    ``model_epochs`` and ``model_patience`` (PETS and MBPO use the same names).
+
+    :param algo: PETS or MBPO.
+    :param dynamics: Its ensemble.
+    :param kwargs: Other :class:`EnsembleTrainer` arguments (``learning_rate``, ``optimizer``).
+    :return: The trainer.
+    """
+    return EnsembleTrainer(
+        dynamics,
+        batch_size=algo.model_batch_size,  # type: ignore[attr-defined]
+        holdout_ratio=algo.model_holdout_ratio,  # type: ignore[attr-defined]
+        max_epochs=algo.model_epochs,  # type: ignore[attr-defined]
+        patience=algo.model_patience,  # type: ignore[attr-defined]
+        **kwargs,
+    )
 
 
 def fit_dynamics(

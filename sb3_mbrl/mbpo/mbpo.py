@@ -1,4 +1,5 @@
 """MBPO: SAC trained on real data plus short branched rollouts of a learned model (Janner et al., 2019)."""
+import inspect
 import time
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
@@ -16,71 +17,16 @@ from torch import nn
 
 from sb3_mbrl.common.buffers import replay_buffer_transitions
 from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
-from sb3_mbrl.common.model_fit import fit_dynamics
+from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
-from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
-from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity, scale_actions, unscale_actions
+from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble, model_weight_decays_for
+from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity
+from sb3_mbrl.mbpo.rollouts import branched_rollouts
+from sb3_mbrl.mbpo.schedules import RolloutSchedule, check_rollout_schedule, rollout_length_at
 
 SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
-RolloutSchedule = Union[int, Tuple[int, int, int, int], Sequence[int]]
-
-# The MBPO paper's L2 coefficients for its 4 hidden layers and the output layer.
-PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-
-
-def model_weight_decays_for(net_arch: Sequence[int], weight_decays: Union[str, Sequence[float], None]) -> List[float]:
-    """
-    One L2 coefficient per model layer (hidden layers, then output).
-
-    ``"auto"`` spreads the paper's decays over the layers of ``net_arch`` (exactly the paper's for
-    4 hidden layers; linear interpolation, from the first hidden layer's to the output's, for
-    other depths); ``None`` means no weight decay; a sequence must have one entry per layer.
-    """
-    n_layers = len(net_arch) + 1
-    if weight_decays is None:
-        return [0.0] * n_layers
-    if isinstance(weight_decays, str):
-        if weight_decays != "auto":
-            raise ValueError(f"MBPO: model_weight_decays must be 'auto', None or a list of floats, got {weight_decays!r}")
-        paper = np.asarray(PAPER_WEIGHT_DECAYS)
-        return [float(x) for x in np.interp(np.linspace(0, 1, n_layers), np.linspace(0, 1, len(paper)), paper)]
-    decays = [float(x) for x in weight_decays]
-    if len(decays) != n_layers:
-        raise ValueError(
-            f"MBPO: model_weight_decays has {len(decays)} entries but model_net_arch {list(net_arch)} has "
-            f"{n_layers} layers ({len(net_arch)} hidden + output); give one decay per layer, or 'auto' for the "
-            "paper's decays spread over the layers"
-        )
-    return decays
-
-
-def rollout_length_at(schedule: RolloutSchedule, epoch: int) -> int:
-    """
-    Rollout length for an epoch: a constant, or ``(min_epoch, max_epoch, min_length, max_length)``
-    growing linearly from ``min_length`` at ``min_epoch`` to ``max_length`` at ``max_epoch``.
-    """
-    if isinstance(schedule, (int, np.integer)):
-        return int(schedule)
-    min_epoch, max_epoch, min_length, max_length = schedule
-    progress = min(max((epoch - min_epoch) / (max_epoch - min_epoch), 0.0), 1.0)
-    return int(min_length + progress * (max_length - min_length))
-
-
-def check_rollout_schedule(schedule: RolloutSchedule) -> RolloutSchedule:
-    if isinstance(schedule, (int, np.integer)):
-        if schedule < 1:
-            raise ValueError(f"MBPO: rollout_length must be at least 1, got {schedule}")
-        return int(schedule)
-    if len(schedule) != 4:
-        raise ValueError(f"MBPO: rollout_length schedule must be (min_epoch, max_epoch, min_length, max_length), got {schedule}")
-    min_epoch, max_epoch, min_length, max_length = (int(x) for x in schedule)
-    if not (0 <= min_epoch < max_epoch and 1 <= min_length <= max_length):
-        raise ValueError(
-            "MBPO: rollout_length schedule must increase: need 0 <= min_epoch < max_epoch and "
-            f"1 <= min_length <= max_length, got {tuple(schedule)}"
-        )
-    return (min_epoch, max_epoch, min_length, max_length)
+SAC_ARGUMENTS = frozenset(inspect.signature(SAC).parameters) - {"_init_setup_model"}
 
 
 class MBPO(SAC):
@@ -106,7 +52,7 @@ class MBPO(SAC):
     :param model_net_arch: Hidden layer sizes of each member.
     :param model_activation_fn: Their activation.
     :param model_weight_decays: L2 coefficient per model layer (hidden then output): ``"auto"`` (the
-        paper's decays spread over the layers of ``model_net_arch``), ``None`` (none) or a list.
+        papers' decays spread over the layers of ``model_net_arch``), ``None`` (none) or a list.
     :param model_learning_rate: Adam learning rate of the model, a float or a schedule of the
         remaining progress (1 -> 0), applied at every model fit.
     :param model_batch_size: Mini-batch size of model training.
@@ -191,38 +137,11 @@ class MBPO(SAC):
         if model_train_freq < 1 or rollout_batch_size < 1 or epoch_length < 1 or model_retain_epochs < 1:
             raise ValueError("MBPO: model_train_freq, rollout_batch_size, epoch_length and model_retain_epochs must be positive")
         self.rollout_length = check_rollout_schedule(rollout_length)
-        model_weight_decays = model_weight_decays_for(model_net_arch, model_weight_decays)
+        model_weight_decays = model_weight_decays_for(model_net_arch, model_weight_decays, "MBPO")
         check_vector_observations("MBPO", env)
+        sac_arguments = {name: value for name, value in locals().items() if name in SAC_ARGUMENTS}  # as given
         try:
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                buffer_size=buffer_size,
-                learning_starts=learning_starts,
-                batch_size=batch_size,
-                tau=tau,
-                gamma=gamma,
-                train_freq=train_freq,
-                gradient_steps=gradient_steps,
-                action_noise=action_noise,
-                replay_buffer_class=replay_buffer_class,
-                replay_buffer_kwargs=replay_buffer_kwargs,
-                optimize_memory_usage=optimize_memory_usage,
-                ent_coef=ent_coef,
-                target_update_interval=target_update_interval,
-                target_entropy=target_entropy,
-                use_sde=use_sde,
-                sde_sample_freq=sde_sample_freq,
-                use_sde_at_warmup=use_sde_at_warmup,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
+            super().__init__(**sac_arguments, _init_setup_model=False)
         except AssertionError as error:
             space = getattr(self, "action_space", None)
             if space is not None and not isinstance(space, spaces.Box):
@@ -272,31 +191,13 @@ class MBPO(SAC):
         action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
         reward, termination = resolve_transition_fns("MBPO", self.env_id, self.reward_fn, self.termination_fn)
         self.dynamics = ProbabilisticEnsemble(
-            obs_dim,
-            action_dim,
-            ensemble_size=self.ensemble_size,
-            hidden_sizes=self.model_net_arch,
-            activation_fn=self.model_activation_fn,
-            learn_reward=reward is None,
-            num_elites=self.num_elites,
+            obs_dim, action_dim, ensemble_size=self.ensemble_size, hidden_sizes=self.model_net_arch,
+            activation_fn=self.model_activation_fn, learn_reward=reward is None, num_elites=self.num_elites,
             weight_decays=self.model_weight_decays,
         ).to(self.device)
-        self.model_trainer = EnsembleTrainer(
-            self.dynamics,
-            learning_rate=self.model_lr_schedule(1.0),
-            batch_size=self.model_batch_size,
-            holdout_ratio=self.model_holdout_ratio,
-            max_epochs=self.model_epochs,
-            patience=self.model_patience,
-        )
+        self.model_trainer = make_model_trainer(self, self.dynamics, learning_rate=self.model_lr_schedule(1.0))
         self.dynamics_optimizer = self.model_trainer.optimizer
-        self.model_env = ModelEnv(
-            self.dynamics,
-            reward_fn=reward,
-            termination_fn=termination,
-            propagation="random_model",
-            deterministic=self.rollout_deterministic,
-        )
+        self.model_env = ModelEnv(self.dynamics, reward, termination, propagation="random_model", deterministic=self.rollout_deterministic)
         self._attach_model_buffer()
 
     def _model_buffer_capacity(self) -> int:
@@ -304,11 +205,8 @@ class MBPO(SAC):
         return rollout_capacity(self.rollout_batch_size, length, self.epoch_length, self.model_train_freq, self.model_retain_epochs)
 
     def _attach_model_buffer(self) -> None:
-        obs_dim = int(np.prod(self.observation_space.shape))  # type: ignore[arg-type]
-        action_dim = int(np.prod(self.action_space.shape))  # type: ignore[arg-type]
-        self.replay_buffer.model_buffer = ModelTransitionBuffer(  # type: ignore[union-attr]
-            self._model_buffer_capacity(), obs_dim, action_dim, self.device
-        )
+        capacity, obs_dim, action_dim = self._model_buffer_capacity(), self.dynamics.obs_dim, self.dynamics.action_dim
+        self.replay_buffer.model_buffer = ModelTransitionBuffer(capacity, obs_dim, action_dim, self.device)  # type: ignore[union-attr]
 
     @property
     def rollout_epoch(self) -> int:
@@ -328,11 +226,7 @@ class MBPO(SAC):
 
     def model_fit_due(self) -> bool:
         """Whether the next SAC update refits the model first (and branches new rollouts)."""
-        return (
-            not self._model_fitted
-            or self._model_refit_pending
-            or self._steps_since_model_train >= self.model_train_freq
-        )
+        return not self._model_fitted or self._model_refit_pending or self._steps_since_model_train >= self.model_train_freq
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """Refit the model and branch rollouts when due, then SAC's own gradient steps."""
@@ -361,62 +255,23 @@ class MBPO(SAC):
         self.logger.record("rollout/model_buffer_size", self.model_buffer.size)
         self.logger.record("time/model_rollout_s", rollout_seconds)
         if self.verbose >= 1:
-            print(
-                f"MBPO step {self.num_timesteps}: {n_added} model transitions (k={length}) in {rollout_seconds:.2f} s",
-                flush=True,
-            )
+            print(f"MBPO step {self.num_timesteps}: {n_added} model transitions (k={length}) in {rollout_seconds:.2f} s", flush=True)
         return {"fit_seconds": fit["fit_seconds"], "rollout_seconds": rollout_seconds, "added": n_added}
 
-    @th.no_grad()
     def branched_rollouts(self, real_obs: th.Tensor, length: int) -> int:
-        """
-        Branch ``rollout_batch_size`` rollouts of ``length`` steps from random real states with
-        the current policy; all rows step together, terminated rows leave the batch.
-
-        :param real_obs: Real observations to start from ``(N, obs_dim)``.
-        :return: Number of model transitions added.
-        """
+        """Fill the model buffer with ``rollout_batch_size`` rollouts of ``length`` steps from ``real_obs``; return the count."""
         low, high = self.action_space.low, self.action_space.high  # type: ignore[union-attr]
-        starts = th.randint(0, real_obs.shape[0], (self.rollout_batch_size,), device=real_obs.device)
-        obs = real_obs[starts]  # (B, obs_dim)
-        added = 0
-        for _ in range(length):
-            scaled = self.actor(obs, deterministic=False)  # (B, A) in [-1, 1], like SAC's real actions
-            next_obs, reward, terminated = self.model_env.step(obs, unscale_actions(scaled, low, high))
-            finite = th.isfinite(next_obs).all(dim=1) & th.isfinite(reward)
-            if not bool(finite.all()):
-                raise RuntimeError(
-                    f"MBPO: the dynamics model predicted NaN or inf for {int((~finite).sum())} of {obs.shape[0]} rollout "
-                    f"rows at env step {self.num_timesteps}. The real data is kept in the replay buffer "
-                    "(save_replay_buffer); try a smaller learning rate or model, or more weight decay."
-                )
-            self.model_buffer.add(obs, scaled, next_obs, reward, terminated)
-            added += obs.shape[0]
-            alive = ~terminated
-            if not bool(alive.any()):
-                break
-            obs = next_obs[alive]
-        return added
+        return branched_rollouts(
+            self.actor, self.model_env, self.model_buffer, real_obs, self.rollout_batch_size, length, low, high, self.num_timesteps
+        )
 
     # ------------------------------------------------------------------ persistence
-    def learn(
-        self: SelfMBPO,
-        total_timesteps: int,
-        callback=None,
-        log_interval: int = 4,
-        tb_log_name: str = "MBPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
+    def learn(  # type: ignore[no-untyped-def]
+        self: SelfMBPO, total_timesteps: int, callback=None, log_interval: int = 4, tb_log_name: str = "MBPO",
+        reset_num_timesteps: bool = True, progress_bar: bool = False,
     ) -> SelfMBPO:
         with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().load_replay_buffer(path, truncate_last_traj)
@@ -435,15 +290,8 @@ class MBPO(SAC):
         return super()._setup_learn(*args, **kwargs)
 
     def _excluded_save_params(self) -> List[str]:
-        return [
-            *super()._excluded_save_params(),
-            "dynamics",
-            "model_trainer",
-            "dynamics_optimizer",
-            "model_env",
-            "_steps_since_model_train",
-            "_model_refit_pending",
-        ]
+        not_saved = ["dynamics", "model_trainer", "dynamics_optimizer", "model_env", "_steps_since_model_train", "_model_refit_pending"]
+        return [*super()._excluded_save_params(), *not_saved]
 
     def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
         state_dicts, variables = super()._get_torch_save_params()

@@ -1,5 +1,5 @@
 """PETS: probabilistic ensembles with trajectory sampling (Chua et al., 2018), the SB3 way."""
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import numpy as np
 import torch as th
@@ -9,27 +9,21 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule, TrainFreq, TrainFrequencyUnit
+from torch import nn
 
 from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
-from sb3_mbrl.common.model_fit import fit_dynamics
+from sb3_mbrl.common.deprecation import renamed_arguments
+from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
-from sb3_mbrl.dynamics import EnsembleTrainer
+from sb3_mbrl.dynamics import ProbabilisticEnsemble, model_weight_decays_for
+from sb3_mbrl.dynamics.weight_decays import WeightDecays
+from sb3_mbrl.pets.legacy import RENAMED_ARGUMENTS, RENAMED_POLICY_KWARGS, upgrade_saved_attributes
+from sb3_mbrl.pets.planning_times import record_planning_times
 from sb3_mbrl.pets.policies import MPCPolicy
+from sb3_mbrl.pets.refit_schedule import ModelTrainFreq, RefitSchedule
 
 SelfPETS = TypeVar("SelfPETS", bound="PETS")
-
-
-def parse_model_train_freq(freq: Union[int, Tuple[int, str]]) -> Tuple[int, TrainFrequencyUnit]:
-    """``n``, ``(n, "step")`` or ``(n, "episode")`` as ``(n, unit)``, with a clear error otherwise."""
-    n, unit = (freq, "step") if not isinstance(freq, (tuple, list)) else tuple(freq)  # type: ignore[misc]
-    try:
-        parsed_unit = TrainFrequencyUnit(unit)
-    except ValueError:
-        raise ValueError(f"PETS: model_train_freq unit must be 'step' or 'episode', got {freq!r}") from None
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"PETS: model_train_freq must be a positive int or (int, 'step'|'episode'), got {freq!r}")
-    return int(n), parsed_unit
 
 
 class PETS(OffPolicyAlgorithm):
@@ -41,18 +35,23 @@ class PETS(OffPolicyAlgorithm):
     ``model_train_freq`` (default: after every episode). Data is collected one step (of every
     env) at a time, so ``learn(n)`` runs exactly ``n`` steps and several envs work with an
     episodic schedule too: ``(n, "episode")`` refits once ``n`` episodes have ended, counted over
-    all envs. SB3 provides the replay buffer, callbacks, logging and saving.
+    all envs. SB3 provides the replay buffer, callbacks, logging and saving. The ensemble is
+    ``model.dynamics`` (as in MBPO), kept by the policy.
+
+    The names are MBPO's for the same things; the old ones (``optimizer``, ``learning_rate``,
+    ``policy_kwargs["net_arch"]`` ...) work until the next release, with a ``FutureWarning``
+    (:mod:`sb3_mbrl.pets.legacy` lists them).
 
     ``VecNormalize`` is refused: the model is fitted on the raw observations of the replay
     buffer and normalises its inputs itself, so plans from normalised observations would be wrong.
 
     :param policy: ``"MlpPolicy"`` (the MPC policy) or a policy class.
     :param env: The environment (Box observations and actions), or its gymnasium id.
-    :param learning_rate: Adam learning rate of the dynamics model, a float or a schedule of the
-        remaining progress (1 -> 0), applied at every model fit.
+    :param model_learning_rate: Adam learning rate of the dynamics model, a float or a schedule of the
+        remaining progress (1 -> 0), applied at every model fit (SB3's ``learning_rate``).
     :param buffer_size: Capacity of the real-data replay buffer.
     :param learning_starts: Random-action steps before the first model fit and the first plan.
-    :param batch_size: Mini-batch size of model training.
+    :param model_batch_size: Mini-batch size of model training.
     :param model_train_freq: Refit the model every ``n`` env steps (``n`` or ``(n, "step")``,
         counted over all envs) or every ``n`` ended episodes (``(n, "episode")``).
     :param ensemble_size: Ensemble members.
@@ -61,8 +60,8 @@ class PETS(OffPolicyAlgorithm):
     :param num_particles: Particles per candidate sequence (the paper uses 20; 5 keeps CPU planning
         near 0.1-0.4 s per step with the default population of 100).
     :param propagation: ``fixed_model`` (TS-inf), ``random_model`` (TS-1) or ``expectation``.
-    :param optimizer: Planner: ``cem``, ``icem``, ``mppi`` or ``random``.
-    :param optimizer_kwargs: Planner settings (``population_size``, ``num_elites``,
+    :param planner: ``cem``, ``icem``, ``mppi`` or ``random``.
+    :param planner_kwargs: Planner settings (``population_size``, ``num_elites``,
         ``iterations``, ``alpha``; iCEM ``noise_beta``; MPPI ``temperature`` ...).
     :param reward_fn: ``"auto"`` (known function of the env id if any, else learned), ``None``
         (learn the reward) or a function ``(obs, action, next_obs) -> (B,)`` tensor.
@@ -70,10 +69,14 @@ class PETS(OffPolicyAlgorithm):
         (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
     :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
     :param model_patience: Epochs without holdout improvement before a fit stops.
-    :param holdout_ratio: Share of real data held out to stop fits and rank members.
+    :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
+    :param model_net_arch: Hidden layer sizes of each member.
+    :param model_activation_fn: Their activation.
+    :param model_weight_decays: L2 coefficient per model layer (hidden then output): ``"auto"`` (the
+        papers' decays spread over the layers of ``model_net_arch``), ``None`` (none) or a list.
     :param replay_buffer_class: Replay buffer class (default SB3's ``ReplayBuffer``).
     :param replay_buffer_kwargs: Its extra arguments.
-    :param policy_kwargs: Extra policy arguments (``net_arch``, ``activation_fn``, ``weight_decays`` ...).
+    :param policy_kwargs: Extra :class:`MPCPolicy` arguments (``planning_dtype``, ``deterministic_seed`` ...).
     :param stats_window_size: Episodes averaged for the rollout logs.
     :param tensorboard_log: Tensorboard log folder.
     :param verbose: 0 silent, 1 info (logs and model fits), 2 debug.
@@ -88,27 +91,31 @@ class PETS(OffPolicyAlgorithm):
     policy_aliases: ClassVar[Dict[str, Type[BasePolicy]]] = {"MlpPolicy": MPCPolicy}
     policy: MPCPolicy
 
+    @renamed_arguments("PETS", RENAMED_ARGUMENTS, {"policy_kwargs": RENAMED_POLICY_KWARGS})
     def __init__(
         self,
         policy: Union[str, Type[MPCPolicy]],
         env: Union[GymEnv, str],
-        learning_rate: Union[float, Schedule] = 1e-3,
+        model_learning_rate: Union[float, Schedule] = 1e-3,
         buffer_size: int = 1_000_000,
         learning_starts: int = 200,
-        batch_size: int = 256,
-        model_train_freq: Union[int, Tuple[int, str]] = (1, "episode"),
+        model_batch_size: int = 256,
+        model_train_freq: ModelTrainFreq = (1, "episode"),
         ensemble_size: int = 5,
         num_elites: Optional[int] = None,
         horizon: int = 25,
         num_particles: int = 5,
         propagation: str = "fixed_model",
-        optimizer: str = "cem",
-        optimizer_kwargs: Optional[Dict[str, Any]] = None,
+        planner: str = "cem",
+        planner_kwargs: Optional[Dict[str, Any]] = None,
         reward_fn: TransitionFnArg = "auto",
         termination_fn: TransitionFnArg = "auto",
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
-        holdout_ratio: float = 0.2,
+        model_holdout_ratio: float = 0.2,
+        model_net_arch: Sequence[int] = (200, 200, 200, 200),
+        model_activation_fn: Type[nn.Module] = nn.SiLU,
+        model_weight_decays: WeightDecays = "auto",
         replay_buffer_class: Optional[Type[ReplayBuffer]] = None,
         replay_buffer_kwargs: Optional[Dict[str, Any]] = None,
         policy_kwargs: Optional[Dict[str, Any]] = None,
@@ -124,10 +131,10 @@ class PETS(OffPolicyAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate,
+            model_learning_rate,  # SB3's learning_rate: lr_schedule, _update_learning_rate, train/learning_rate
             buffer_size=buffer_size,
             learning_starts=learning_starts,
-            batch_size=batch_size,
+            batch_size=model_batch_size,
             tau=1.0,
             gamma=1.0,
             train_freq=1,  # collect step by step; train() refits when model_train_freq is due
@@ -148,34 +155,35 @@ class PETS(OffPolicyAlgorithm):
         check_vector_observations("PETS", self.env)
         check_no_vec_normalize("PETS", self.env)
         self.model_train_freq = model_train_freq
-        self._model_train_freq = parse_model_train_freq(model_train_freq)
         self.ensemble_size = ensemble_size
         self.num_elites = num_elites
         self.horizon = horizon
         self.num_particles = num_particles
         self.propagation = propagation
-        self.optimizer = optimizer
-        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.planner = planner
+        self.planner_kwargs = dict(planner_kwargs or {})
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.model_learning_rate = model_learning_rate
+        self.model_batch_size = model_batch_size
         self.model_epochs = model_epochs
         self.model_patience = model_patience
-        self.holdout_ratio = holdout_ratio
+        self.model_holdout_ratio = model_holdout_ratio
+        self.model_net_arch = list(model_net_arch)
+        self.model_activation_fn = model_activation_fn
+        self.model_weight_decays = model_weight_decays
         self.env_id = env_id_of(self.env)
         self.num_threads = check_num_threads(num_threads)
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
+        upgrade_saved_attributes(self)  # a model saved under the old names
+        self.model_weight_decays = model_weight_decays_for(self.model_net_arch, self.model_weight_decays, "PETS")
+        self.learning_rate, self.batch_size = self.model_learning_rate, self.model_batch_size  # SB3's names for them
         self._setup_lr_schedule()
-        # Models saved before the step-by-step collection kept an episodic train_freq.
-        self.train_freq = TrainFreq(1, TrainFrequencyUnit.STEP)
-        self._model_train_freq = parse_model_train_freq(self.model_train_freq)
-        # Real data collected since the last model fit (kept across learn() calls; not saved, since
-        # load() starts with an empty replay buffer).
-        self._steps_since_fit = 0
-        self._episodes_since_fit = 0
-        self._model_refit_pending = False  # set by load_replay_buffer: refit on the loaded data
+        self.train_freq = TrainFreq(1, TrainFrequencyUnit.STEP)  # also for models saved with an episodic one
+        self._refits = RefitSchedule(self.model_train_freq)  # real data since the last fit; not saved
         self.set_random_seed(self.seed)
         self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
         if self.replay_buffer_class is None:
@@ -194,26 +202,23 @@ class PETS(OffPolicyAlgorithm):
             self.observation_space,
             self.action_space,
             self.lr_schedule,
-            ensemble_size=self.ensemble_size,
-            num_elites=self.num_elites,
-            horizon=self.horizon,
-            num_particles=self.num_particles,
-            propagation=self.propagation,
-            planner=self.optimizer,
-            planner_kwargs=self.optimizer_kwargs,
+            # the settings MPCPolicy takes under the same names
+            **{name: getattr(self, name) for name in ("ensemble_size", "num_elites", "horizon", "num_particles", "propagation")},
+            planner=self.planner,
+            planner_kwargs=self.planner_kwargs,
             reward_fn=reward,
             termination_fn=termination,
+            net_arch=self.model_net_arch,
+            activation_fn=self.model_activation_fn,
+            weight_decays=self.model_weight_decays,
             **self.policy_kwargs,
-        )
-        self.policy = self.policy.to(self.device)
-        self.model_trainer = EnsembleTrainer(
-            self.policy.dynamics,
-            batch_size=self.batch_size,
-            holdout_ratio=self.holdout_ratio,
-            max_epochs=self.model_epochs,
-            patience=self.model_patience,
-            optimizer=self.policy.optimizer,
-        )
+        ).to(self.device)
+        self.model_trainer = make_model_trainer(self, self.dynamics, optimizer=self.policy.optimizer)
+
+    @property
+    def dynamics(self) -> ProbabilisticEnsemble:
+        """The dynamics ensemble (the policy's, ``policy.dynamics``), where MBPO keeps its own: ``model.dynamics``."""
+        return self.policy.dynamics
 
     # ------------------------------------------------------------------ acting
     def _sample_action(
@@ -225,42 +230,25 @@ class PETS(OffPolicyAlgorithm):
         if self.num_timesteps < learning_starts or not bool(self.policy.fitted):
             unscaled_action = np.array([self.action_space.sample() for _ in range(n_envs)])
         else:
-            self.policy.use_plan_slot("collect")
-            try:
+            with self.policy.plan_slot("collect"):
                 unscaled_action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
-            finally:
-                self.policy.use_plan_slot("predict")
         scaled_action = self.policy.scale_action(unscaled_action)
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
 
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: Union[np.ndarray, Dict[str, np.ndarray]],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: List[Dict[str, Any]],
-    ) -> None:
-        check_finite_transition("PETS", new_obs, reward, self.num_timesteps)  # type: ignore[arg-type]
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:  # type: ignore[no-untyped-def]
+        check_finite_transition("PETS", new_obs, reward, self.num_timesteps)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._steps_since_fit += len(dones)
-        self._episodes_since_fit += int(np.sum(dones))
+        self._refits.record(dones)
         if dones.any():
-            self.policy.use_plan_slot("collect")
-            self.policy.reset_plans(dones)
-            self.policy.use_plan_slot("predict")
+            with self.policy.plan_slot("collect"):
+                self.policy.reset_plans(dones)
 
     # ------------------------------------------------------------------ model fitting
     def model_fit_due(self) -> bool:
         """Whether ``model_train_freq`` says to refit now (always before the first fit)."""
-        if not bool(self.policy.fitted) or self._model_refit_pending:
-            return True
-        n, unit = self._model_train_freq
-        done = self._episodes_since_fit if unit == TrainFrequencyUnit.EPISODE else self._steps_since_fit
-        return done >= n
+        return not bool(self.policy.fitted) or self._refits.due()
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Called by SB3 after every collection step: refit the ensemble when ``model_train_freq`` is due."""
@@ -272,7 +260,7 @@ class PETS(OffPolicyAlgorithm):
         if self.replay_buffer.size() < self.model_trainer.min_transitions:  # type: ignore[union-attr]
             return  # too little data for a holdout split yet (learning_starts below a few steps)
         self._update_learning_rate(self.policy.optimizer)  # a learning-rate schedule takes effect here
-        self._steps_since_fit, self._episodes_since_fit, self._model_refit_pending = 0, 0, False
+        self._refits.restart()
         self.policy.set_training_mode(True)
         fit_dynamics(self, self.model_trainer, "PETS")
         self.policy.fitted.fill_(True)
@@ -281,39 +269,19 @@ class PETS(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def _dump_logs(self) -> None:
-        # One window (the planned steps since the last dump) for every planning statistic.
-        stats = self.policy.planning_stats()
-        if stats:
-            self.logger.record("time/planning_ms", stats["mean"])
-            self.logger.record("time/planning_ms_median", stats["median"])
-            self.logger.record("time/planning_ms_p95", stats["p95"])
-            self.logger.record("time/planning_ms_max", stats["max"])
-            self.logger.record("time/planning_steps", int(stats["steps"]))
+        record_planning_times(self.logger, self.policy.planning_stats())  # the planned steps since the last dump
         super()._dump_logs()
 
-    def learn(
-        self: SelfPETS,
-        total_timesteps: int,
-        callback=None,
-        log_interval: int = 1,
-        tb_log_name: str = "PETS",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
+    def learn(  # type: ignore[no-untyped-def]
+        self: SelfPETS, total_timesteps: int, callback=None, log_interval: int = 1, tb_log_name: str = "PETS",
+        reset_num_timesteps: bool = True, progress_bar: bool = False,
     ) -> SelfPETS:
         with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:  # type: ignore[no-untyped-def]
         super().load_replay_buffer(path, truncate_last_traj)
-        self._steps_since_fit, self._episodes_since_fit = 0, 0
-        self._model_refit_pending = True  # the next train() refits on the loaded data
+        self._refits.restart(pending=True)  # the next train() refits on the loaded data
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         check_no_vec_normalize("PETS", env)
@@ -324,7 +292,7 @@ class PETS(OffPolicyAlgorithm):
         return super()._setup_learn(*args, **kwargs)
 
     def _excluded_save_params(self) -> List[str]:
-        return [*super()._excluded_save_params(), "model_trainer", "_steps_since_fit", "_episodes_since_fit", "_model_refit_pending"]
+        return [*super()._excluded_save_params(), "model_trainer", "_refits"]
 
     def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
         return ["policy", "policy.optimizer"], []

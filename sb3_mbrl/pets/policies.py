@@ -1,8 +1,9 @@
 """The MPC policy of PETS: plans with the ensemble at every step."""
+import contextlib
 import time
 import warnings
 from collections import deque
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch as th
@@ -14,6 +15,7 @@ from torch import nn
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.pets.planning_times import planning_summary
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
 
 
@@ -163,6 +165,15 @@ class MPCPolicy(BasePolicy):
         )
         return data
 
+    @contextlib.contextmanager
+    def plan_slot(self, name: str) -> Iterator[None]:
+        """Plan in the warm-start slot ``name`` inside the block, back in ``"predict"`` after it."""
+        self.use_plan_slot(name)
+        try:
+            yield
+        finally:
+            self.use_plan_slot("predict")
+
     def use_plan_slot(self, name: str) -> None:
         """Switch the warm-start state to the one kept under ``name`` (``"predict"`` by default)."""
         if name == self._active_slot:
@@ -258,22 +269,12 @@ class MPCPolicy(BasePolicy):
 
     def planning_stats(self) -> Dict[str, float]:
         """
-        Mean, median, 95th percentile and maximum planning milliseconds of the data-collection
-        steps since the last call (one window for all of them, then cleared), and their count.
-        Empty when no step was planned. With a heavy tail (one slow step on a busy machine) the
-        mean can exceed the 95th percentile; ``max`` shows that step.
+        :func:`planning_summary` of the data-collection steps since the last call (one window for
+        all of them, then cleared); empty when no step was planned.
         """
-        times = np.asarray(self.planning_ms, dtype=np.float64)
+        stats = planning_summary(self.planning_ms)
         self.planning_ms.clear()
-        if times.size == 0:
-            return {}
-        return {
-            "mean": float(times.mean()),
-            "median": float(np.median(times)),
-            "p95": float(np.percentile(times, 95)),
-            "max": float(times.max()),
-            "steps": float(times.size),
-        }
+        return stats
 
     def save(self, path: str) -> None:
         """

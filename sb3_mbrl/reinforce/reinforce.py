@@ -1,6 +1,6 @@
 """REINFORCE (Williams, 1992): Monte-Carlo policy gradient on SB3's on-policy machinery."""
 import warnings
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, ClassVar, Dict, List, Optional, Type, TypeVar, Union
 
 import numpy as np
 import torch as th
@@ -10,59 +10,15 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
+from sb3_mbrl.reinforce.returns import check_partial_episodes, rescale_advantages
+from sb3_mbrl.reinforce.rollouts import collect_rollout
 
 SelfREINFORCE = TypeVar("SelfREINFORCE", bound="REINFORCE")
-
-BASELINES = ("value", "mean", None)
-PARTIAL_EPISODES = ("bootstrap", "drop")
-
-
-def discounted_returns(
-    rewards: np.ndarray,
-    dones: np.ndarray,
-    gamma: float,
-    last_values: Optional[np.ndarray] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """
-    Discounted Monte-Carlo returns ``G_t = r_t + gamma * G_{t+1}`` of every step of a rollout,
-    restarted at each episode end, computed backwards in float64.
-
-    Steps of an episode still running after the last step of the rollout have no complete return:
-    with ``last_values`` their return is bootstrapped with the value of the observation that follows
-    the last step; without it they are marked incomplete (and their returns stop at the rollout end).
-
-    :param rewards: Rewards, shape ``(n_steps, n_envs)``
-    :param dones: Whether the episode ended with the step (terminated or truncated), shape ``(n_steps, n_envs)``
-    :param gamma: Discount factor
-    :param last_values: Values of the observations after the last step, shape ``(n_envs,)``, or None
-    :return: ``(returns, complete)``: the returns (float64) and whether each step's return is a
-        Monte-Carlo return of a finished episode or a bootstrapped one (bool), both ``(n_steps, n_envs)``
-    """
-    rewards = np.asarray(rewards, dtype=np.float64)  # (T, n_envs)
-    dones = np.asarray(dones, dtype=bool)  # (T, n_envs)
-    if rewards.ndim != 2 or rewards.shape != dones.shape:
-        raise ValueError(f"rewards and dones must both have shape (n_steps, n_envs), got {rewards.shape} and {dones.shape}")
-    n_steps, n_envs = rewards.shape
-    returns = np.zeros((n_steps, n_envs), dtype=np.float64)
-    complete = np.zeros((n_steps, n_envs), dtype=bool)
-    if last_values is None:
-        next_return = np.zeros(n_envs, dtype=np.float64)
-        next_complete = np.zeros(n_envs, dtype=bool)
-    else:
-        next_return = np.asarray(last_values, dtype=np.float64).reshape(n_envs)
-        next_complete = np.ones(n_envs, dtype=bool)
-    for step in reversed(range(n_steps)):
-        not_done = ~dones[step]
-        next_return = rewards[step] + gamma * np.where(not_done, next_return, 0.0)
-        next_complete = dones[step] | next_complete
-        returns[step] = next_return
-        complete[step] = next_complete
-    return returns, complete
 
 
 class REINFORCE(OnPolicyAlgorithm):
@@ -168,14 +124,7 @@ class REINFORCE(OnPolicyAlgorithm):
         num_threads: Optional[int] = 1,
         _init_setup_model: bool = True,
     ):
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-        if partial_episodes is None:
-            partial_episodes = "bootstrap" if baseline == "value" else "drop"
-        if partial_episodes not in PARTIAL_EPISODES:
-            raise ValueError(f"partial_episodes must be one of {PARTIAL_EPISODES} or None, got {partial_episodes!r}")
-        if partial_episodes == "bootstrap" and baseline != "value":
-            raise ValueError(f'partial_episodes="bootstrap" needs baseline="value" (got baseline={baseline!r}); use "drop"')
+        partial_episodes = check_partial_episodes(baseline, partial_episodes)
         if n_episodes is not None and (isinstance(n_episodes, bool) or int(n_episodes) != n_episodes or n_episodes < 1):
             raise ValueError(f"n_episodes must be None or an integer >= 1, got {n_episodes!r}")
         if int(n_steps) != n_steps or n_steps < 1:
@@ -254,122 +203,9 @@ class REINFORCE(OnPolicyAlgorithm):
     def _excluded_save_params(self) -> List[str]:
         return [*super()._excluded_save_params(), "_rollout_dones", "_rollout_mask"]
 
-    def collect_rollouts(
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        rollout_buffer: RolloutBuffer,
-        n_rollout_steps: int,
-    ) -> bool:
-        """
-        Collect a rollout with the current policy into the ``RolloutBuffer`` and fill in its
-        Monte-Carlo returns and advantages.
-
-        :param env: The training environment
-        :param callback: Callback that will be called at each step
-            (and at the beginning and end of the rollout)
-        :param rollout_buffer: Buffer to fill with rollouts
-        :param n_rollout_steps: Most steps per env (the rollout ends earlier once ``n_episodes`` episodes ended)
-        :return: True if the rollout finished, False if the callback stopped training.
-        """
-        assert self._last_obs is not None, "No previous observation was provided"
-        self.policy.set_training_mode(False)
-
-        n_steps = 0
-        n_episodes_ended = 0
-        rollout_buffer.reset()
-        self._rollout_dones = np.zeros((rollout_buffer.buffer_size, env.num_envs), dtype=bool)
-        if self.use_sde:
-            self.policy.reset_noise(env.num_envs)
-
-        callback.on_rollout_start()
-
-        while n_steps < n_rollout_steps:
-            if self.n_episodes is not None and n_episodes_ended >= self.n_episodes:
-                break
-            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
-                self.policy.reset_noise(env.num_envs)
-
-            with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                actions, values, log_probs = self.policy(obs_tensor)
-            actions = actions.cpu().numpy()
-
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                if self.policy.squash_output:
-                    clipped_actions = self.policy.unscale_action(clipped_actions)
-                else:
-                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            self.num_timesteps += env.num_envs
-
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return False
-
-            self._update_info_buffer(infos)
-
-            if isinstance(self.action_space, spaces.Discrete):
-                actions = actions.reshape(-1, 1)
-
-            if self.bootstrap:
-                # Time-limit truncation: bootstrap with the value of the last observation (SB3 issue #633).
-                for idx, done in enumerate(dones):
-                    if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
-                        terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
-                        with th.no_grad():
-                            terminal_value = self.policy.predict_values(terminal_obs)[0]  # type: ignore[arg-type]
-                        rewards[idx] += self.gamma * terminal_value.item()
-
-            rollout_buffer.add(
-                self._last_obs,  # type: ignore[arg-type]
-                actions,
-                rewards,
-                self._last_episode_starts,  # type: ignore[arg-type]
-                values,
-                log_probs,
-            )
-            self._rollout_dones[n_steps] = dones
-            n_steps += 1
-            n_episodes_ended += int(np.sum(dones))
-            self._last_obs = new_obs  # type: ignore[assignment]
-            self._last_episode_starts = dones
-
-        last_values = None
-        if self.bootstrap:
-            with th.no_grad():
-                last_values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
-            last_values = last_values.cpu().numpy().flatten()  # (n_envs,)
-        self._compute_returns_and_advantages(rollout_buffer, n_steps, last_values)
-
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
-
-    def _compute_returns_and_advantages(
-        self, rollout_buffer: RolloutBuffer, n_steps: int, last_values: Optional[np.ndarray]
-    ) -> None:
-        """
-        Fill ``returns`` and ``advantages`` of the first ``n_steps`` rows of the buffer and the mask of the
-        steps that enter the loss (rows past ``n_steps`` of an early-ended rollout stay zero, masked out).
-        """
-        returns, complete = discounted_returns(
-            rollout_buffer.rewards[:n_steps], self._rollout_dones[:n_steps], self.gamma, last_values
-        )  # (n_steps, n_envs)
-        if self.baseline == "value":
-            advantages = returns - rollout_buffer.values[:n_steps]
-        elif self.baseline == "mean":
-            advantages = returns - (returns[complete].mean() if complete.any() else 0.0)
-        else:
-            advantages = returns
-        rollout_buffer.returns[:n_steps] = returns
-        rollout_buffer.advantages[:n_steps] = advantages
-        self._rollout_mask = np.zeros((rollout_buffer.buffer_size, rollout_buffer.n_envs), dtype=bool)
-        self._rollout_mask[:n_steps] = complete
-        # The buffer yields data only once full; rows past n_steps are never used (masked out).
-        rollout_buffer.full = True
+    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int) -> bool:
+        """A rollout of ``n_steps`` per env or ``n_episodes`` episodes, with its returns and advantages: see :func:`collect_rollout`."""
+        return collect_rollout(self, env, callback, rollout_buffer, n_rollout_steps)
 
     def train(self) -> None:
         """
@@ -394,8 +230,7 @@ class REINFORCE(OnPolicyAlgorithm):
         advantages = buffer.advantages  # (n_envs * n_steps,)
         if self.normalize_advantage:
             # Rescale only: the baseline alone centres (see the class docstring).
-            valid_advantages = advantages[valid]
-            advantages[valid] = valid_advantages / (np.sqrt(np.mean(np.square(valid_advantages))) + 1e-8)
+            advantages[valid] = rescale_advantages(advantages[valid])
 
         batch_size = len(valid) if self.batch_size is None else self.batch_size
         policy_losses, value_losses, entropy_losses = [], [], []
@@ -448,11 +283,4 @@ class REINFORCE(OnPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> SelfREINFORCE:
         with torch_threads(getattr(self, "num_threads", 1)):  # models saved before it existed: 1
-            return super().learn(
-                total_timesteps=total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                progress_bar=progress_bar,
-            )
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)

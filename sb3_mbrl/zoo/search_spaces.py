@@ -4,7 +4,7 @@ Optuna search spaces for PETS, MBPO and REINFORCE, in rl-zoo 2.2's sampler forma
 Each ``sample_<algo>_params(trial, n_actions, n_envs, additional_args)`` suggests values with
 ``trial`` and returns keyword arguments for the algorithm's constructor; rl-zoo's
 ``ExperimentManager.objective`` merges them (``dict.update``, so a sampled ``policy_kwargs`` or
-``optimizer_kwargs`` replaces the config file's) into the hyperparameters read from the config file.
+``planner_kwargs`` replaces the config file's) into the hyperparameters read from the config file.
 :func:`sb3_mbrl.zoo.registry.register_algorithms` adds them to ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER``.
 
 The ranges are sized for CPU runs on a couple of cores: the PETS planner's cost grows with
@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import optuna
 from rl_zoo3.hyperparams_opt import sample_sac_params
 from torch import nn
+
+from sb3_mbrl.common.deprecation import rename_kwargs
 
 Sampler = Callable[[Any, int, int, Dict[str, Any]], Dict[str, Any]]
 
@@ -48,6 +50,11 @@ ACTIVATION_FN: Dict[str, type] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 # time limit among classic-control and MuJoCo tasks. Longer episodes still work: REINFORCE ends the
 # rollout when the buffer is full and completes (or drops) the unfinished episodes.
 REINFORCE_EPISODE_STEPS = 1000
+# Parameter names of studies made before the PETS arguments were renamed (issue 12): `sb3-mbrl best`
+# reads them, with a FutureWarning, until the next release.
+RENAMED_PARAMS: Dict[str, Dict[str, str]] = {
+    "pets": {"optimizer": "planner", "net_arch": "model_net_arch", "learning_rate": "model_learning_rate"},
+}
 
 
 def sample_pets_params(
@@ -56,7 +63,8 @@ def sample_pets_params(
     """
     Sampler for PETS hyperparameters: the planner (CEM or iCEM, horizon, population, elites,
     iterations), trajectory sampling (particles, TS-inf or TS-1) and the dynamics model (size,
-    learning rate).
+    learning rate). The parameter names are the constructor's (``planner``, ``model_net_arch``,
+    ``model_learning_rate``) where a parameter is one argument.
 
     :param trial: Optuna trial (or ``optuna.trial.FixedTrial``)
     :param n_actions: Action dimension (unused: the planner works in the action box)
@@ -65,7 +73,7 @@ def sample_pets_params(
     :return: PETS constructor keyword arguments
     """
     horizon = trial.suggest_categorical("horizon", [10, 15, 20, 25, 30])
-    optimizer = trial.suggest_categorical("optimizer", ["cem", "icem"])
+    planner = trial.suggest_categorical("planner", ["cem", "icem"])
     population_size = trial.suggest_categorical("population_size", [50, 100, 200])
     # A share of the population rather than a count: the number of elites then stays below the
     # population for every combination (and the search space stays fixed for TPE).
@@ -73,27 +81,28 @@ def sample_pets_params(
     iterations = trial.suggest_categorical("iterations", [3, 4, 5])
     num_particles = trial.suggest_categorical("num_particles", [1, 3, 5, 10])
     propagation = trial.suggest_categorical("propagation", ["fixed_model", "random_model"])
-    net_arch_type = trial.suggest_categorical("net_arch", list(PETS_NET_ARCH))
-    learning_rate = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
+    net_arch_type = trial.suggest_categorical("model_net_arch", list(PETS_NET_ARCH))
+    model_learning_rate = trial.suggest_float("model_learning_rate", 1e-4, 3e-3, log=True)
 
-    optimizer_kwargs: Dict[str, Any] = {
+    planner_kwargs: Dict[str, Any] = {
         "population_size": population_size,
         "num_elites": max(2, round(population_size * elite_fraction)),
         "iterations": iterations,
     }
-    if optimizer == "icem":
+    if planner == "icem":
         # Colour of iCEM's noise: 0 white, 2 red (smooth action sequences).
-        optimizer_kwargs["noise_beta"] = trial.suggest_categorical("noise_beta", [0.0, 1.0, 2.0, 2.5])
+        planner_kwargs["noise_beta"] = trial.suggest_categorical("noise_beta", [0.0, 1.0, 2.0, 2.5])
     return {
         "horizon": horizon,
         "num_particles": num_particles,
         "propagation": propagation,
-        "optimizer": optimizer,
-        "optimizer_kwargs": optimizer_kwargs,
-        "learning_rate": learning_rate,
+        "planner": planner,
+        "planner_kwargs": planner_kwargs,
+        "model_learning_rate": model_learning_rate,
+        "model_net_arch": list(PETS_NET_ARCH[net_arch_type]),
         # A sampled policy_kwargs replaces the config's, so it repeats the zoo configs' planning
         # precision: bfloat16 plans about 3.5x faster than float32 on CPU.
-        "policy_kwargs": dict(net_arch=list(PETS_NET_ARCH[net_arch_type]), planning_dtype="bfloat16"),
+        "policy_kwargs": dict(planning_dtype="bfloat16"),
     }
 
 
@@ -250,6 +259,7 @@ def hyperparams_from_params(
     :return: Keyword arguments for the algorithm's constructor
     """
     sampler = get_sampler(algo)
+    params = rename_kwargs(f"{algo} search space", params, RENAMED_PARAMS.get(algo, {}), stacklevel=2)
     args = {"using_her_replay_buffer": False, "her_kwargs": {}, **(additional_args or {})}
     trial = optuna.trial.FixedTrial(dict(params))
     try:
