@@ -16,31 +16,14 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_mbrl import MBPO, PETS
+from test_mbpo import TINY as MBPO_TINY
+from test_pets import TINY as PETS_TEST_TINY
+from test_pets import NaNAfter
 
 PAPER_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)  # MBPO paper, 4 hidden layers + output
 
-PETS_TINY = dict(
-    learning_starts=50,
-    ensemble_size=3,
-    horizon=5,
-    num_particles=2,
-    planner_kwargs=dict(population_size=16, num_elites=4, iterations=2),
-    model_epochs=3,
-    model_net_arch=[32, 32],
-)
-MBPO_TINY = dict(
-    learning_starts=100,
-    gradient_steps=1,
-    batch_size=32,
-    ensemble_size=3,
-    num_elites=2,
-    model_net_arch=[32, 32],
-    model_epochs=3,
-    model_train_freq=100,
-    rollout_batch_size=64,
-    epoch_length=100,
-    policy_kwargs=dict(net_arch=[32, 32]),
-)
+# The tiny settings of tests/test_pets.py and tests/test_mbpo.py; PETS keeps its default refit schedule here.
+PETS_TINY = {key: value for key, value in PETS_TEST_TINY.items() if key != "model_train_freq"}
 
 
 def tiny_pets(env="Pendulum-v1", **kwargs):
@@ -274,17 +257,6 @@ def test_transition_functions_with_wrong_outputs_are_refused_on_first_use(reward
     model = tiny_pets(reward_fn=reward_fn, termination_fn=termination_fn)
     with pytest.raises(ValueError, match=message):
         model.learn(60)
-
-
-class NaNAfter(gym.Wrapper):
-    def __init__(self, env, steps):
-        super().__init__(env)
-        self.steps, self.count = steps, 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.count += 1
-        return (obs * np.nan if self.count >= self.steps else obs), reward, terminated, truncated, info
 
 
 @pytest.mark.parametrize("make", [tiny_pets, tiny_mbpo])
