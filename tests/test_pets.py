@@ -114,12 +114,6 @@ def test_reward_and_termination_lookup():
         tiny_pets(reward_fn="pendulum")
 
 
-@pytest.mark.parametrize("env_id, space", [("CartPole-v1", "Discrete"), ("MountainCar-v0", "Discrete")])
-def test_refuses_discrete_actions(env_id, space):
-    with pytest.raises(ValueError, match=f"PETS.*{space}"):
-        PETS("MlpPolicy", env_id)
-
-
 def test_refuses_multidiscrete_actions_and_non_box_observations():
     class MultiDiscreteEnv(BoxActionDiscreteObs):
         observation_space = spaces.Box(-1, 1, (2,))

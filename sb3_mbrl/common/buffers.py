@@ -3,6 +3,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 
@@ -18,8 +19,9 @@ def replay_buffer_transitions(
     Real transitions of an SB3 replay buffer as float32 tensors, actions in env units.
 
     :param buffer: The replay buffer: ``(buffer_size, n_envs, ...)`` arrays, one row per env step.
-    :param policy: The policy that stored the actions: the buffer holds them scaled to ``[-1, 1]``
-        (SB3's convention), its ``unscale_action`` maps them back to env units.
+    :param policy: The policy that stored the actions: the buffer holds Box actions scaled to
+        ``[-1, 1]`` (SB3's convention), its ``unscale_action`` maps them back to env units;
+        ``Discrete(n)`` actions (stored as indices) come back one-hot, ``(N, n)``.
     :param device: Device of the tensors.
     :param rows: Buffer rows ``(T,)`` to read, in the order wanted; by default every stored row
         (in buffer order, which is time order until the buffer wraps around).
@@ -42,11 +44,17 @@ def replay_buffer_transitions(
         next_obs = buffer.next_observations[index]
     lead = (n_rows, buffer.n_envs) if by_env else (n_rows * buffer.n_envs,)
     obs_dim = int(np.prod(buffer.obs_shape))
-    actions = policy.unscale_action(buffer.actions[index].reshape(-1, buffer.action_dim))  # (T * n_envs, A)
+    stored = buffer.actions[index].reshape(-1, buffer.action_dim)  # (T * n_envs, action_dim)
+    if isinstance(policy.action_space, spaces.Discrete):
+        # Discrete actions enter the dynamics model one-hot: (T * n_envs, n)
+        actions = np.eye(int(policy.action_space.n), dtype=np.float32)[stored[:, 0].astype(np.int64)]
+    else:
+        actions = policy.unscale_action(stored)  # (T * n_envs, A)
+    action_dim = actions.shape[1]
     as_tensor = lambda x: th.as_tensor(np.asarray(x, dtype=np.float32), device=device)  # noqa: E731
     return (
         as_tensor(obs.reshape(*lead, obs_dim)),
-        as_tensor(actions.reshape(*lead, buffer.action_dim)),
+        as_tensor(actions.reshape(*lead, action_dim)),
         as_tensor(next_obs.reshape(*lead, obs_dim)),
         as_tensor(buffer.rewards[index].reshape(lead)),
     )

@@ -7,6 +7,9 @@ from sb3_mbrl.envs.types import TransitionFn
 REWARD_FNS: Dict[str, TransitionFn] = {
     "Pendulum-v1": rewards.pendulum_reward,
     "InvertedPendulum-v4": rewards.alive_bonus_reward,
+    "CartPole-v1": rewards.alive_bonus_reward,
+    "Acrobot-v1": rewards.acrobot_reward,
+    "MountainCar-v0": rewards.constant_minus_one_reward,
 }
 
 TERMINATION_FNS: Dict[str, TransitionFn] = {
@@ -20,10 +23,23 @@ TERMINATION_FNS: Dict[str, TransitionFn] = {
     "HalfCheetah-v4": terminations.never_terminates,
     "Reacher-v4": terminations.never_terminates,
     "Swimmer-v4": terminations.never_terminates,
+    "CartPole-v1": terminations.cartpole_termination,
+    "Acrobot-v1": terminations.acrobot_termination,
+    "MountainCar-v0": terminations.mountain_car_termination,
 }
 
 # Tasks known to have terminal states; a learner without their termination function is warned.
-_TERMINAL_TASK_PREFIXES = ("InvertedPendulum", "InvertedDoublePendulum", "Hopper", "Walker2d", "Ant", "Humanoid")
+_TERMINAL_TASK_PREFIXES = (
+    "InvertedPendulum",
+    "InvertedDoublePendulum",
+    "Hopper",
+    "Walker2d",
+    "Ant",
+    "Humanoid",
+    "CartPole",
+    "Acrobot",
+    "MountainCar",  # also MountainCarContinuous, which terminates at the flag too
+)
 
 
 def _strip_namespace(env_id: str) -> str:

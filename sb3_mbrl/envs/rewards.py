@@ -3,6 +3,8 @@ import math
 
 import torch as th
 
+from sb3_mbrl.envs.terminations import acrobot_termination
+
 
 def _angle_normalize(x: th.Tensor) -> th.Tensor:
     return ((x + math.pi) % (2 * math.pi)) - math.pi
@@ -16,5 +18,16 @@ def pendulum_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> t
 
 
 def alive_bonus_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
-    """InvertedPendulum-v4: 1 for every step, including the terminal one."""
+    """InvertedPendulum-v4 and CartPole-v1: 1 for every step, including the terminal one."""
     return th.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)
+
+
+def constant_minus_one_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """MountainCar-v0: -1 for every step, including the one that reaches the flag."""
+    return -th.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)
+
+
+def acrobot_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Acrobot-v1: -1 for a step that does not reach the goal height, 0 for the one that does."""
+    terminated = acrobot_termination(obs, action, next_obs)
+    return terminated.to(next_obs.dtype) - 1.0

@@ -1,9 +1,20 @@
 """Known termination functions: ``(obs, action, next_obs) -> (B,) bool``.
 
-They read the *next* observation, as MuJoCo envs decide termination after the step. The
-observation layouts are gymnasium 0.29's ``-v4`` defaults (positions without x/y first).
+They read the *next* observation, as the envs decide termination after the step. The
+observation layouts are gymnasium 0.29's ``-v4`` defaults (positions without x/y first) and its
+classic-control ``-v0``/``-v1`` tasks. ``action`` is not read (a discrete task's action may be
+an index or a one-hot float tensor ``(B, n_actions)``, as PETS passes it).
 """
+import math
+
 import torch as th
+
+# gymnasium 0.29 classic_control constants (tests check them against the envs' own attributes).
+CARTPOLE_X_THRESHOLD = 2.4  # CartPoleEnv.x_threshold
+CARTPOLE_THETA_THRESHOLD = 12 * 2 * math.pi / 360  # CartPoleEnv.theta_threshold_radians (~0.2094 rad)
+ACROBOT_GOAL_HEIGHT = 1.0  # AcrobotEnv._terminal: -cos(t1) - cos(t1 + t2) > 1.0
+MOUNTAIN_CAR_GOAL_POSITION = 0.5  # MountainCarEnv.goal_position
+MOUNTAIN_CAR_GOAL_VELOCITY = 0.0  # MountainCarEnv.goal_velocity (v0 default)
 
 
 def _finite(next_obs: th.Tensor) -> th.Tensor:
@@ -53,3 +64,22 @@ def humanoid_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor)
     """Humanoid-v4: healthy iff 1.0 < torso height < 2.0."""
     height = next_obs[:, 0]
     return ~((height > 1.0) & (height < 2.0))
+
+
+def cartpole_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """CartPole-v1: ``|x| > 2.4`` or ``|theta| > 12 deg``; obs = [x, x_dot, theta, theta_dot]."""
+    x, theta = next_obs[:, 0], next_obs[:, 2]
+    return (x.abs() > CARTPOLE_X_THRESHOLD) | (theta.abs() > CARTPOLE_THETA_THRESHOLD)
+
+
+def acrobot_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """Acrobot-v1: tip height ``-cos t1 - cos(t1 + t2) > 1``; obs = [cos t1, sin t1, cos t2, sin t2, dt1, dt2]."""
+    cos1, sin1, cos2, sin2 = next_obs[:, 0], next_obs[:, 1], next_obs[:, 2], next_obs[:, 3]
+    cos12 = cos1 * cos2 - sin1 * sin2  # cos(t1 + t2)
+    return -cos1 - cos12 > ACROBOT_GOAL_HEIGHT
+
+
+def mountain_car_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """MountainCar-v0: ``position >= 0.5`` and ``velocity >= 0``; obs = [position, velocity]."""
+    position, velocity = next_obs[:, 0], next_obs[:, 1]
+    return (position >= MOUNTAIN_CAR_GOAL_POSITION) & (velocity >= MOUNTAIN_CAR_GOAL_VELOCITY)

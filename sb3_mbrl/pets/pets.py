@@ -18,6 +18,7 @@ from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
 from sb3_mbrl.dynamics import ProbabilisticEnsemble, model_weight_decays_for
 from sb3_mbrl.dynamics.weight_decays import WeightDecays
+from sb3_mbrl.pets.action_spaces import check_action_space
 from sb3_mbrl.pets.legacy import RENAMED_ARGUMENTS, RENAMED_POLICY_KWARGS, upgrade_saved_attributes
 from sb3_mbrl.pets.planning_times import record_planning_times
 from sb3_mbrl.pets.policies import MPCPolicy
@@ -44,9 +45,11 @@ class PETS(OffPolicyAlgorithm):
 
     ``VecNormalize`` is refused: the model is fitted on the raw observations of the replay
     buffer and normalises its inputs itself, so plans from normalised observations would be wrong.
+    ``Discrete`` actions enter the model one-hot and are planned by a categorical CEM (``"cem"``)
+    or random shooting (``"random"``); iCEM and MPPI are continuous only.
 
     :param policy: ``"MlpPolicy"`` (the MPC policy) or a policy class.
-    :param env: The environment (Box observations and actions), or its gymnasium id.
+    :param env: The environment (Box observations; Box or Discrete actions), or its gymnasium id.
     :param model_learning_rate: Adam learning rate of the dynamics model, a float or a schedule of the
         remaining progress (1 -> 0), applied at every model fit (SB3's ``learning_rate``).
     :param buffer_size: Capacity of the real-data replay buffer.
@@ -150,8 +153,8 @@ class PETS(OffPolicyAlgorithm):
             sde_support=False,
             support_multi_env=True,
         )
-        if self.env is not None and not isinstance(self.action_space, spaces.Box):
-            raise ValueError(f"PETS needs a continuous (Box) action space; got {self.action_space}")
+        if self.env is not None:
+            check_action_space(self.action_space)  # Box, or Discrete (one-hot into the model)
         check_vector_observations("PETS", self.env)
         check_no_vec_normalize("PETS", self.env)
         self.model_train_freq = model_train_freq
@@ -189,13 +192,8 @@ class PETS(OffPolicyAlgorithm):
         if self.replay_buffer_class is None:
             self.replay_buffer_class = ReplayBuffer
         self.replay_buffer = self.replay_buffer_class(
-            self.buffer_size,
-            self.observation_space,
-            self.action_space,
-            device=self.device,
-            n_envs=self.n_envs,
-            optimize_memory_usage=self.optimize_memory_usage,
-            **self.replay_buffer_kwargs,
+            self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs,
+            optimize_memory_usage=self.optimize_memory_usage, **self.replay_buffer_kwargs,
         )
         reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
         self.policy = self.policy_class(  # type: ignore[assignment]
@@ -232,6 +230,8 @@ class PETS(OffPolicyAlgorithm):
         else:
             with self.policy.plan_slot("collect"):
                 unscaled_action, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[arg-type]
+        if isinstance(self.action_space, spaces.Discrete):
+            return unscaled_action, unscaled_action  # SB3 stores Discrete actions as they are
         scaled_action = self.policy.scale_action(unscaled_action)
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)

@@ -15,8 +15,9 @@ from torch import nn
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
 from sb3_mbrl.pets.planning_times import planning_summary
-from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
+from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer
 
 
 class MPCPolicy(BasePolicy):
@@ -106,7 +107,8 @@ class MPCPolicy(BasePolicy):
         self.deterministic_seed = int(deterministic_seed)
 
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
-        action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
+        check_action_space(action_space)
+        action_dim = model_action_dim(action_space)  # Discrete(n): one-hot, n columns
         self.dynamics = ProbabilisticEnsemble(
             obs_dim,
             action_dim,
@@ -140,9 +142,7 @@ class MPCPolicy(BasePolicy):
         self.planning_ms: deque = deque(maxlen=100_000)
 
     def _make_planner(self, device: th.device) -> TrajectoryOptimizer:
-        return make_optimizer(
-            self.planner_name, self.action_space.low, self.action_space.high, self.horizon, device=device, **self.planner_kwargs
-        )
+        return make_planner(self.planner_name, self.action_space, self.horizon, device, self.planner_kwargs)
 
     def _get_constructor_parameters(self) -> Dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -216,9 +216,7 @@ class MPCPolicy(BasePolicy):
                     "steps), so predict() returns uniform random actions",
                     stacklevel=3,
                 )
-            low = th.as_tensor(self.action_space.low, dtype=th.float32, device=observation.device)
-            high = th.as_tensor(self.action_space.high, dtype=th.float32, device=observation.device)
-            return low + (high - low) * th.rand(observation.shape[0], low.numel(), device=observation.device)
+            return random_actions(self.action_space, observation.shape[0], observation.device)
         start = time.perf_counter()
         obs = observation.float().reshape(observation.shape[0], -1)
         n_starts = obs.shape[0]
@@ -265,7 +263,7 @@ class MPCPolicy(BasePolicy):
             plan = self._planner.optimize(objective, self._plan)  # (M, H, A)
         tail = self._planner.initial_mean(n_starts)[:, :1]
         self._plan = th.cat([plan[:, 1:], tail], dim=1)
-        return plan[:, 0]
+        return first_actions(plan, self.action_space)
 
     def planning_stats(self) -> Dict[str, float]:
         """
