@@ -94,3 +94,25 @@ def test_pets_balances_cartpole_after_a_few_hundred_steps():
         random_returns.append(total)
     assert np.mean(random_returns) < 40
     assert mean >= 150, mean
+
+
+def test_search_space_samples_discrete_planners_for_discrete_envs():
+    import optuna
+
+    from sb3_mbrl.zoo import search, search_spaces
+
+    assert search._has_discrete_actions("CartPole-v1") and not search._has_discrete_actions("Pendulum-v1")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    search_spaces.set_pets_discrete_actions(True)
+    try:
+        planners = set()
+        for _ in range(12):
+            params = search_spaces.sample_pets_params(study.ask(), 0, 1, {})
+            planners.add(params["planner"])
+            PETS("MlpPolicy", "CartPole-v1", **params)  # every sampled setting builds for Discrete actions
+        assert planners == {"cem", "random"}
+    finally:
+        search_spaces.set_pets_discrete_actions(False)
+    continuous_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # one space per study
+    params = search_spaces.sample_pets_params(continuous_study.ask(), 0, 1, {})
+    assert params["planner"] in ("cem", "icem")

@@ -4,6 +4,7 @@ that the storage exists, workers started together do not race on a fresh databas
 what it searches (for ``sb3-mbrl best`` and the other workers), and a search that cannot say anything
 is refused before any trial runs.
 """
+import contextlib
 import inspect
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ import optuna
 
 from sb3_mbrl.common.zoo_config import ZooConfigError, default_conf_file, load_zoo_hyperparams
 from sb3_mbrl.zoo.argv import hyperparams_strings, parse_args, parse_hyperparams
+from sb3_mbrl.zoo.search_spaces import set_pets_discrete_actions
 from sb3_mbrl.zoo.storage import SearchError, display_storage, retrying, sqlite_path
 
 SEARCH_ATTR = "sb3_mbrl_search"  # study user attribute: what the search runs (algo, env, config)
@@ -86,6 +88,17 @@ def check_pets_evaluations(search: Search, n_evaluations: Optional[int]) -> None
         )
 
 
+def _has_discrete_actions(env_id: str) -> bool:
+    """Whether ``env_id`` has Discrete actions (False when it cannot be made here: rl-zoo reports that)."""
+    import gymnasium as gym
+
+    try:
+        with contextlib.closing(gym.make(env_id)) as env:
+            return isinstance(env.action_space, gym.spaces.Discrete)
+    except Exception:  # noqa: BLE001 - an unknown or unmakeable id is rl-zoo's error to report
+        return False
+
+
 def prepare_search(argv: List[str]) -> optuna.Study:
     """
     Create (or open) the study of a ``train -optimize`` command before rl-zoo does, so that the
@@ -99,6 +112,8 @@ def prepare_search(argv: List[str]) -> optuna.Study:
     args = parse_args("train", argv)
     search = Search.from_argv(argv)
     check_pets_evaluations(search, args.n_evaluations)
+    if search.algo == "pets":
+        set_pets_discrete_actions(_has_discrete_actions(search.env))
     storage, study_name = args.storage, args.study_name
     assert storage is not None and study_name is not None, "train_argv fills in --storage and --study-name"
     path = sqlite_path(storage)

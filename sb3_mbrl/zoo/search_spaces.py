@@ -57,6 +57,17 @@ RENAMED_PARAMS: Dict[str, Dict[str, str]] = {
 }
 
 
+# Whether the env being searched has Discrete actions (set by sb3_mbrl.zoo.search.prepare_search,
+# which knows the env): rl-zoo's samplers are not told the action space, and for Discrete actions
+# PETS plans with the categorical CEM or random shooting only.
+_PETS_DISCRETE = {"value": False}
+
+
+def set_pets_discrete_actions(discrete: bool) -> None:
+    """Search PETS' planners for Discrete (``cem``, ``random``) or Box actions (``cem``, ``icem``)."""
+    _PETS_DISCRETE["value"] = bool(discrete)
+
+
 def sample_pets_params(
     trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
 ) -> Dict[str, Any]:
@@ -73,7 +84,7 @@ def sample_pets_params(
     :return: PETS constructor keyword arguments
     """
     horizon = trial.suggest_categorical("horizon", [10, 15, 20, 25, 30])
-    planner = trial.suggest_categorical("planner", ["cem", "icem"])
+    planner = trial.suggest_categorical("planner", ["cem", "random"] if _PETS_DISCRETE["value"] else ["cem", "icem"])
     population_size = trial.suggest_categorical("population_size", [50, 100, 200])
     # A share of the population rather than a count: the number of elites then stays below the
     # population for every combination (and the search space stays fixed for TPE).
@@ -89,6 +100,8 @@ def sample_pets_params(
         "num_elites": max(2, round(population_size * elite_fraction)),
         "iterations": iterations,
     }
+    if planner == "random":
+        del planner_kwargs["num_elites"]  # random shooting keeps the best candidate, no elites
     if planner == "icem":
         # Colour of iCEM's noise: 0 white, 2 red (smooth action sequences).
         planner_kwargs["noise_beta"] = trial.suggest_categorical("noise_beta", [0.0, 1.0, 2.0, 2.5])
