@@ -116,3 +116,20 @@ def test_search_space_samples_discrete_planners_for_discrete_envs():
     continuous_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))  # one space per study
     params = search_spaces.sample_pets_params(continuous_study.ask(), 0, 1, {})
     assert params["planner"] in ("cem", "icem")
+
+
+def test_cli_trains_and_enjoys_pets_on_cartpole(tmp_path):
+    import subprocess
+    import sys
+
+    train = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "CartPole-v1", "-n", "150", "-f", "logs",
+             "--seed", "0", "--eval-freq", "-1", "--hyperparams", "horizon:5", "learning_starts:100", "model_train_freq:100"]
+    result = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = tmp_path / "logs" / "pets" / "CartPole-v1_1" / "CartPole-v1.zip"
+    model = PETS.load(saved)
+    assert model.planner == "cem" and model.dynamics.action_dim == 2  # the zoo entry, one-hot actions
+    enjoy = [sys.executable, "-m", "sb3_mbrl", "enjoy", "--algo", "pets", "--env", "CartPole-v1", "-f", "logs", "-n", "30",
+             "--no-render"]
+    result = subprocess.run(enjoy, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
