@@ -6,6 +6,8 @@
 - DQN and PPO (rl-zoo's ``dqn.yml`` / ``ppo.yml`` CartPole-v1 entries): env steps until the mean of 5
   deterministic evaluation episodes reaches 475, evaluated every 2,500 env steps, capped at their
   zoo budgets (50k / 100k).
+- Every run is one ``learn(budget)`` call with the evaluations in a callback, so the linear schedules
+  of the zoo settings (PPO's learning rate and clip range, DQN's exploration) span the whole budget.
 - Speed: PETS planning ms per env step (median, p95) and wall seconds per 1k env steps (evaluation excluded).
 
 Prints one JSON line per result, appends them to ``benchmarks/results/pets_cartpole.jsonl`` and
@@ -16,7 +18,7 @@ writes ``benchmarks/results/pets_cartpole.png``. Usage:
 import argparse
 import json
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import matplotlib
 
@@ -26,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 from stable_baselines3 import DQN, PPO  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
@@ -43,27 +46,47 @@ def evaluate(model, seed: int, episodes: int) -> float:
     return float(evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True)[0])
 
 
+class EvalAndStop(BaseCallback):
+    """Evaluate every ``eval_every`` env steps inside one ``learn()`` (schedules see the whole budget); stop at ``goal``."""
+
+    def __init__(self, seed: int, eval_every: int, episodes: int, goal: float) -> None:
+        super().__init__()
+        self.seed, self.eval_every, self.episodes, self.goal = seed, eval_every, episodes, goal
+        self.curve: List[Tuple[int, float]] = []
+        self.reached: Optional[int] = None
+        self.eval_s = 0.0
+        self._next = eval_every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._next:
+            return True
+        self._next += self.eval_every
+        start = time.perf_counter()
+        value = evaluate(self.model, self.seed, self.episodes)
+        self.eval_s += time.perf_counter() - start
+        self.curve.append((self.num_timesteps, round(value, 1)))
+        if value >= self.goal:
+            self.reached = self.num_timesteps
+            return False
+        return True
+
+
 def run(algo: str, seed: int, budget: int, eval_every: int, eval_episodes: int, goal: float) -> Dict[str, Any]:
-    """Train in chunks of ``eval_every`` env steps, evaluating after each, until ``goal`` or ``budget``."""
+    """One ``learn(budget)`` with an evaluation every ``eval_every`` env steps, stopped at ``goal``."""
     if algo == "PETS":
         model = PETS("MlpPolicy", ENV_ID, seed=seed, **zoo_kwargs("pets", ENV_ID))
     else:
         zoo = load_zoo_hyperparams(algo.lower(), ENV_ID, conf_file=None)
         env = make_vec_env(ENV_ID, n_envs=zoo.n_envs, seed=seed)
         model = {"DQN": DQN, "PPO": PPO}[algo](zoo.policy, env, seed=seed, **zoo.kwargs)
-    curve, train_s, reached = [], 0.0, None
-    while model.num_timesteps < budget:
-        start = time.perf_counter()
-        model.learn(eval_every, reset_num_timesteps=False)
-        train_s += time.perf_counter() - start
-        value = evaluate(model, seed, eval_episodes)
-        curve.append((model.num_timesteps, round(value, 1)))
-        if value >= goal:
-            reached = model.num_timesteps
-            break
+    callback = EvalAndStop(seed, eval_every, eval_episodes, goal)
+    start = time.perf_counter()
+    model.learn(budget, callback=callback)
+    train_s = time.perf_counter() - start - callback.eval_s
+    reached = callback.reached
     record: Dict[str, Any] = dict(
         benchmark="pets_cartpole", task=ENV_ID, algo=algo, seed=seed, goal=goal, budget=budget,
-        env_steps_to_goal=reached, curve=curve, wall_s_per_1k_steps=round(1000 * train_s / model.num_timesteps, 2),
+        env_steps_to_goal=reached, curve=callback.curve, wall_s_per_1k_steps=round(1000 * train_s / model.num_timesteps, 2),
     )
     if algo == "PETS":
         record["goal_met"] = reached is not None and reached <= 2000
