@@ -8,7 +8,7 @@ and evaluates every policy over 20 episodes with SB3's evaluate_policy (determin
 evaluation seeds disjoint from training). Prints one JSON line per result, appends them to
 benchmarks/results/imitation.jsonl and draws benchmarks/results/imitation.png.
 
-    flock /tmp/sb3_mbrl_bench.lock python benchmarks/imitation.py
+    python benchmarks/imitation.py --gail-config benchmarks/configs/imitation_gail.json
     python benchmarks/imitation.py --tasks seals/CartPole-v0 --seeds 0 --gail-steps 20000   # smoke run
 """
 import argparse

@@ -10,8 +10,8 @@ steps counts training only (evaluations excluded).
 Prints one JSON line per (algo, env, seed), then one summary line per (algo, env); writes them to
 ``--out`` and the learning curves to ``--plot``.
 
-    flock /tmp/sb3_mbrl_bench.lock python benchmarks/reinforce.py
-    python benchmarks/reinforce.py --tasks CartPole-v1 --seeds 0 --timesteps 20000 --out /tmp/r.jsonl --plot /tmp/r.png
+    python benchmarks/reinforce.py
+    python benchmarks/reinforce.py --tasks CartPole-v1 --seeds 0 --timesteps 20000 --out smoke.jsonl --plot smoke.png
 """
 import argparse
 import json
