@@ -10,16 +10,10 @@ from stable_baselines3.common.monitor import Monitor
 from sb3_mbrl import PETS
 from sb3_mbrl.common.buffers import replay_buffer_transitions
 from sb3_mbrl.envs.terminations import cartpole_termination
+from test_pets import TINY as PETS_TEST_TINY
 
-TINY = dict(
-    learning_starts=50,
-    ensemble_size=3,
-    horizon=5,
-    num_particles=2,
-    planner_kwargs=dict(population_size=16, num_elites=4, iterations=2),
-    model_epochs=3,
-    model_net_arch=[32, 32],
-)
+# test_pets.py's tiny settings, with the default refit schedule.
+TINY = {key: value for key, value in PETS_TEST_TINY.items() if key != "model_train_freq"}
 
 
 def tiny_pets(env="CartPole-v1", **kwargs):

@@ -22,6 +22,14 @@ def truncated_standard_normal(shape, device: th.device, limit: float = 2.0, gene
     return (math.sqrt(2) * th.erfinv(2 * uniform - 1)).clamp_(-limit, limit)
 
 
+def check_search_sizes(horizon: int, population_size: int, iterations: int) -> None:
+    """The sizes every trajectory optimiser (continuous or discrete) needs positive."""
+    if horizon < 1 or population_size < 1 or iterations < 1:
+        raise ValueError(
+            f"horizon, population_size and iterations must be positive, got {horizon}, {population_size}, {iterations}"
+        )
+
+
 class TrajectoryOptimizer(ABC):
     """
     Finds the action sequence of length ``horizon`` that maximises an objective, for ``M``
@@ -44,10 +52,7 @@ class TrajectoryOptimizer(ABC):
         iterations: int = 5,
         device: Union[th.device, str] = "cpu",
     ) -> None:
-        if horizon < 1 or population_size < 1 or iterations < 1:
-            raise ValueError(
-                f"horizon, population_size and iterations must be positive, got {horizon}, {population_size}, {iterations}"
-            )
+        check_search_sizes(horizon, population_size, iterations)
         self.device = th.device(device)
         self.low = th.as_tensor(action_low, dtype=th.float32, device=self.device).flatten()  # (A,)
         self.high = th.as_tensor(action_high, dtype=th.float32, device=self.device).flatten()  # (A,)

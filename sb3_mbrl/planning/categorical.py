@@ -17,7 +17,7 @@ from typing import Optional, Union
 import torch as th
 import torch.nn.functional as F
 
-from sb3_mbrl.planning.base import Objective, finite_or_worst
+from sb3_mbrl.planning.base import Objective, check_search_sizes, finite_or_worst
 
 
 def floor_probabilities(probs: th.Tensor, min_prob: float) -> th.Tensor:
@@ -65,10 +65,7 @@ class DiscreteTrajectoryOptimizer(ABC):
     ) -> None:
         if isinstance(n_actions, bool) or int(n_actions) != n_actions or n_actions < 2:
             raise ValueError(f"n_actions must be an integer >= 2, got {n_actions}")
-        if horizon < 1 or population_size < 1 or iterations < 1:
-            raise ValueError(
-                f"horizon, population_size and iterations must be positive, got {horizon}, {population_size}, {iterations}"
-            )
+        check_search_sizes(horizon, population_size, iterations)
         self.device = th.device(device)
         self.n_actions = int(n_actions)
         self.action_dim = self.n_actions  # the last axis of plans and candidates
