@@ -71,7 +71,7 @@ def test_logvar_bounds_are_learned():
     obs, act, nxt, rew = _linear_data(300)
     model = _small_model()
     before = model.max_logvar.detach().clone()
-    EnsembleTrainer(model, max_epochs=3).fit(obs, act, nxt, rew)
+    EnsembleTrainer(model, max_epochs=30).fit(obs, act, nxt, rew)
     assert model.max_logvar.requires_grad
     assert not th.equal(before, model.max_logvar.detach())
 
@@ -100,7 +100,8 @@ def test_best_weights_are_restored_after_a_worse_epoch():
                 for layer in model.hidden_layers:
                     layer.weight.mul_(20.0)
 
-    trainer = EnsembleTrainer(model, learning_rate=1e-6, patience=3)
+    # Any improvement counts, so epoch 1 beats the starting weights however little it moved.
+    trainer = EnsembleTrainer(model, learning_rate=1e-6, patience=3, min_updates=0, improvement_threshold=0.0)
     metrics = trainer.fit(obs, act, nxt, rew, epoch_callback=sabotage)
     assert metrics["epochs"] == 4  # epoch 1 best, three epochs without improvement
     for name, value in model.state_dict().items():
@@ -151,6 +152,7 @@ def test_seeded_fits_are_identical():
         th.manual_seed(123)
         model = _small_model()
         metrics = EnsembleTrainer(model, max_epochs=3).fit(obs, act, nxt, rew)
+        metrics.pop("fit_seconds")  # wall time differs between runs
         results.append((metrics, [p.detach().clone() for p in model.parameters()]))
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
@@ -164,7 +166,7 @@ def test_members_see_different_data():
     with th.no_grad():
         for p in model.parameters():
             p[1] = p[0]
-    EnsembleTrainer(model, max_epochs=2).fit(obs, act, nxt, rew)
+    EnsembleTrainer(model, max_epochs=20).fit(obs, act, nxt, rew)
     assert not th.equal(model.hidden_layers[0].weight[0], model.hidden_layers[0].weight[1])
 
 

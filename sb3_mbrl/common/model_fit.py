@@ -28,7 +28,8 @@ def env_steps_per_second(algo: BaseAlgorithm) -> float:
 def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **kwargs: Any) -> EnsembleTrainer:
     """
     The trainer of an algorithm's ensemble, from its ``model_batch_size``, ``model_holdout_ratio``,
-    ``model_epochs`` and ``model_patience`` (PETS and MBPO use the same names).
+    ``model_epochs``, ``model_patience``, ``model_min_updates`` and ``model_max_fit_seconds`` (PETS
+    and MBPO use the same names). Models saved before the last two existed load with the defaults.
 
     :param algo: PETS or MBPO.
     :param dynamics: Its ensemble.
@@ -41,6 +42,8 @@ def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **k
         holdout_ratio=algo.model_holdout_ratio,  # type: ignore[attr-defined]
         max_epochs=algo.model_epochs,  # type: ignore[attr-defined]
         patience=algo.model_patience,  # type: ignore[attr-defined]
+        min_updates=getattr(algo, "model_min_updates", 100),
+        max_seconds=getattr(algo, "model_max_fit_seconds", None),
         **kwargs,
     )
 
@@ -55,7 +58,9 @@ def fit_dynamics(
     Fit the dynamics ensemble on every real transition of the algorithm's replay buffer and report it.
 
     Records ``train/model_loss``, ``train/model_holdout_mse`` (elites, normalised targets),
-    ``train/model_epochs``, ``time/model_fit_s`` and ``time/model_fit_total_s`` in the algorithm's
+    ``train/model_start_holdout_mse`` and ``train/model_end_holdout_mse`` (mean over members, the
+    fit's starting and final weights on the same holdout rows), ``train/model_epochs``,
+    ``train/model_gradient_steps``, ``train/model_rows``, ``time/model_fit_s`` and ``time/model_fit_total_s`` in the algorithm's
     logger, adds the fit time to ``algo.model_fit_seconds``, and at ``verbose >= 1`` prints the
     fit's epochs (see :func:`fit_progress_printer`) and one summary line. What else a fit means
     (a learning-rate update, a fitted flag, counters, rollouts) stays with the algorithm.
@@ -66,7 +71,8 @@ def fit_dynamics(
     :param prefix: Name of the algorithm at the start of the printed lines, e.g. ``"PETS"``.
     :param transitions: The buffer's transitions, when the caller has already read them with
         :func:`replay_buffer_transitions` (MBPO branches its rollouts from the same observations).
-    :return: ``train_loss``, ``holdout_mse_elites``, ``epochs`` (of the trainer's metrics),
+    :return: ``train_loss``, ``holdout_mse_elites``, ``start_holdout_mse_mean``, ``holdout_mse_mean``,
+        ``epochs``, ``gradient_steps`` (of the trainer's metrics),
         ``n_transitions`` (rows fitted on, holdout included) and ``fit_seconds``.
     """
     if transitions is None:
@@ -80,20 +86,29 @@ def fit_dynamics(
     logger = algo.logger
     logger.record("train/model_loss", metrics["train_loss"])
     logger.record("train/model_holdout_mse", metrics["holdout_mse_elites"])
+    logger.record("train/model_start_holdout_mse", metrics["start_holdout_mse_mean"])
+    logger.record("train/model_end_holdout_mse", metrics["holdout_mse_mean"])
     logger.record("train/model_epochs", metrics["epochs"])
+    logger.record("train/model_gradient_steps", metrics["gradient_steps"])
+    logger.record("train/model_rows", obs.shape[0])
     logger.record("time/model_fit_s", fit_seconds)
     logger.record("time/model_fit_total_s", algo.model_fit_seconds)  # type: ignore[attr-defined]
     if algo.verbose >= 1:
         print(
             f"{prefix} step {algo.num_timesteps}: model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
-            f"holdout MSE {metrics['holdout_mse_elites']:.5f}, {fit_seconds:.1f} s "
+            f"{metrics['gradient_steps']} gradient steps (stop: {metrics['stop_reason']}), holdout MSE "
+            f"{metrics['start_holdout_mse_mean']:.5f} -> {metrics['holdout_mse_mean']:.5f} "
+            f"(elites {metrics['holdout_mse_elites']:.5f}), {fit_seconds:.1f} s "
             f"({algo.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(algo):.1f} env steps/s)",  # type: ignore[attr-defined]
             flush=True,
         )
     return {
         "train_loss": float(metrics["train_loss"]),
         "holdout_mse_elites": float(metrics["holdout_mse_elites"]),
+        "start_holdout_mse_mean": float(metrics["start_holdout_mse_mean"]),
+        "holdout_mse_mean": float(metrics["holdout_mse_mean"]),
         "epochs": float(metrics["epochs"]),
+        "gradient_steps": float(metrics["gradient_steps"]),
         "n_transitions": float(obs.shape[0]),
         "fit_seconds": fit_seconds,
     }

@@ -109,6 +109,52 @@ class ProbabilisticEnsemble(nn.Module):
         self.target_mean.copy_(out_mean)
         self.target_std.copy_(out_std)
 
+    @property
+    def normalizer_fitted(self) -> bool:
+        """Whether :meth:`fit_normalizer` has set the statistics (they are no longer mean 0, std 1)."""
+        initial = (
+            bool((self.input_mean == 0).all())
+            and bool((self.input_std == 1).all())
+            and bool((self.target_mean == 0).all())
+            and bool((self.target_std == 1).all())
+        )
+        return not initial
+
+    @th.no_grad()
+    def refit_normalizer_keeping_predictions(self, inputs: th.Tensor, targets: th.Tensor) -> None:
+        """
+        Fit the normaliser on new raw data ``(N, in)``, ``(N, out)`` and re-express the weights
+        so that the model predicts exactly what it did before (in raw units).
+
+        A warm start under a refitted normaliser otherwise begins from a different function:
+        every input moves by the change of the statistics, and the first epochs of the new fit
+        are spent undoing that instead of learning the new data. The first layer absorbs the
+        input change (``W' = diag(s'/s) W``, ``b' = b + ((m' - m) / s) W``); the output layer
+        the target change of the mean (``(t / t')`` and ``(mu - mu') / t'``) and of the
+        log-variance (``+ 2 log(t / t')``, which the soft bounds shift with, so the bounded
+        log-variance moves by exactly that).
+
+        :param inputs: Raw training inputs ``[obs, action]``.
+        :param targets: Raw training targets ``[next_obs - obs, reward]``.
+        """
+        old_in_mean, old_in_std = self.input_mean.clone(), self.input_std.clone()  # (1, in)
+        old_out_mean, old_out_std = self.target_mean.clone(), self.target_std.clone()  # (1, out)
+        self.fit_normalizer(inputs, targets)
+        first = self.hidden_layers[0]
+        scale_in = (self.input_std / old_in_std).reshape(-1, 1)  # (in, 1)
+        shift_in = (self.input_mean - old_in_mean) / old_in_std  # (1, in)
+        first.bias.add_(th.matmul(shift_in, first.weight))  # (E, 1, hidden): old weights
+        first.weight.mul_(scale_in)  # (E, in, hidden)
+        out = self.output_layer
+        dim = self.output_dim
+        ratio = old_out_std / self.target_std  # (1, out)
+        out.weight[..., :dim].mul_(ratio)  # mean columns (E, hidden, out)
+        out.bias[..., :dim].mul_(ratio).add_((old_out_mean - self.target_mean) / self.target_std)
+        logvar_shift = 2.0 * th.log(ratio)  # (1, out)
+        out.bias[..., dim:].add_(logvar_shift)
+        self.max_logvar.add_(logvar_shift)
+        self.min_logvar.add_(logvar_shift)
+
     def normalize_inputs(self, inputs: th.Tensor) -> th.Tensor:
         return (inputs - self.input_mean) / self.input_std
 

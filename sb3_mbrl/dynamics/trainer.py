@@ -1,4 +1,5 @@
 """Fitting the ensemble: holdout split, bootstrap per member, early stopping, elites."""
+import time
 from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
@@ -70,22 +71,39 @@ def make_training_data(
 
 class EnsembleTrainer:
     """
-    Trains a :class:`ProbabilisticEnsemble` with Gaussian NLL.
+    Trains a :class:`ProbabilisticEnsemble` with Gaussian NLL, one fit per call of :meth:`fit`,
+    so that every fit ends at a holdout error no worse than where it started.
 
-    Each fit refits the normaliser, splits off a holdout set, gives every member its own
-    bootstrap resample of the training rows (so members see different data), trains in
-    mini-batches until no member improves its holdout MSE by more than
-    ``improvement_threshold`` (relative) for ``patience`` epochs, restores each member's best
-    weights, and ranks the members to pick the elites. The optimiser persists across fits, so
-    later fits warm-start.
+    Each fit
+
+    - keeps its **holdout rows fixed across fits**: a row held out once stays held out (new rows
+      are split at ``holdout_ratio``), so the holdout error of a warm start is measured on data
+      the model never trained on and the fits of a run compare on the same footing;
+    - **refits the normaliser without changing the model's predictions** (the weights are
+      re-expressed in the new units, :meth:`ProbabilisticEnsemble.refit_normalizer_keeping_predictions`),
+      so a warm start starts from the model the previous fit ended with;
+    - gives every member its own bootstrap resample of the training rows;
+    - measures the holdout MSE of the starting weights, then trains in mini-batches and keeps,
+      per member, the best weights seen, the starting ones included;
+    - stops when no member improved its holdout MSE by more than ``improvement_threshold``
+      (relative) for ``patience`` epochs **and** ``min_updates`` gradient steps, or at
+      ``max_epochs`` / ``max_seconds``. On small data an epoch is one or two mini-batches, and
+      patience in epochs alone would stop a fit after a handful of updates;
+    - restores each member's best weights and ranks the members to pick the elites.
+
+    The optimiser persists across fits (warm start, as in the PETS and MBPO code).
 
     :param model: The ensemble.
     :param learning_rate: Adam learning rate.
     :param batch_size: Mini-batch size per member.
     :param holdout_ratio: Share of rows held out for early stopping and elite ranking.
     :param max_holdout: Cap on the number of holdout rows.
-    :param max_epochs: Upper bound on epochs per fit (``None``: only early stopping).
+    :param max_epochs: Upper bound on epochs per fit (``None``: no bound).
     :param patience: Epochs without improvement before stopping.
+    :param min_updates: Gradient steps without improvement before stopping (with ``patience``);
+        also the fewest gradient steps of a fit that does not hit ``max_epochs`` / ``max_seconds``.
+    :param max_seconds: Wall-clock cap on one fit (``None``: no cap); the fit ends after the
+        epoch that passes it.
     :param improvement_threshold: Relative holdout MSE improvement that counts.
     :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
     """
@@ -99,6 +117,8 @@ class EnsembleTrainer:
         max_holdout: int = 5000,
         max_epochs: Optional[int] = None,
         patience: int = 5,
+        min_updates: int = 100,
+        max_seconds: Optional[float] = None,
         improvement_threshold: float = 0.01,
         optimizer: Optional[th.optim.Optimizer] = None,
     ) -> None:
@@ -108,15 +128,23 @@ class EnsembleTrainer:
             raise ValueError("batch_size and patience must be positive")
         if max_epochs is not None and max_epochs < 1:
             raise ValueError(f"max_epochs must be positive or None, got {max_epochs}")
+        if min_updates < 0:
+            raise ValueError(f"min_updates must be >= 0, got {min_updates}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
         self.model = model
         self.batch_size = batch_size
         self.holdout_ratio = holdout_ratio
         self.max_holdout = max_holdout
         self.max_epochs = max_epochs
         self.patience = patience
+        self.min_updates = min_updates
+        self.max_seconds = max_seconds
         self.improvement_threshold = improvement_threshold
         self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
         self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened
+        # (N_seen,) on the CPU: which row positions are held out; rows keep their role across fits.
+        self._holdout_rows = th.zeros(0, dtype=th.bool)
 
     @property
     def device(self) -> th.device:
@@ -139,6 +167,28 @@ class EnsembleTrainer:
             total += (mean - y[start : start + chunk]).pow(2).sum(dim=(1, 2))
         return total / (x.shape[0] * y.shape[1])
 
+    def _split(self, n_rows: int, generator: Optional[th.Generator]) -> th.Tensor:
+        """
+        Holdout mask ``(n_rows,)`` of this fit. Rows seen by earlier fits keep their role; new
+        rows are held out so that the total is ``int(n_rows * holdout_ratio)`` (at most
+        ``max_holdout``). Fewer rows than last time means other data: a fresh split.
+        """
+        n_holdout = min(int(n_rows * self.holdout_ratio), self.max_holdout)
+        if self.holdout_ratio > 0 and (n_holdout < 1 or n_rows - n_holdout < 1):
+            raise ValueError(
+                f"{n_rows} transition(s) are too few for a holdout split of {self.holdout_ratio}: "
+                f"need at least {int(np.ceil(1 / self.holdout_ratio))}"
+            )
+        seen = self._holdout_rows
+        if seen.shape[0] > n_rows:
+            seen = th.zeros(0, dtype=th.bool)
+        n_new = n_rows - seen.shape[0]
+        new_rows = th.zeros(n_new, dtype=th.bool)
+        n_new_holdout = min(max(n_holdout - int(seen.sum()), 0), n_new)
+        new_rows[th.randperm(n_new, generator=generator)[:n_new_holdout]] = True
+        self._holdout_rows = th.cat([seen, new_rows])
+        return self._holdout_rows
+
     def fit(
         self,
         obs: ArrayLike,
@@ -158,21 +208,23 @@ class EnsembleTrainer:
         :param generator: CPU random generator for the split and the shuffles (default: torch's global one).
         :param epoch_callback: Called after each epoch with ``(epoch, train_loss, holdout_mse per member)``.
         :return: ``train_loss`` (last epoch, mean over members), ``holdout_mse`` (best per member,
-            normalised targets), ``holdout_mse_elites`` (mean over elites), ``epochs``, ``elites``.
+            normalised targets), ``holdout_mse_elites`` (mean over elites), ``holdout_mse_mean``
+            (mean over members), ``start_holdout_mse_mean`` (the starting weights', mean over members,
+            in the same units), ``epochs``, ``gradient_steps``, ``stop_reason`` (``"patience"``,
+            ``"max_epochs"`` or ``"max_seconds"``), ``fit_seconds``, ``elites``, ``n_train``, ``n_holdout``.
         """
+        started = time.perf_counter()
         model = self.model
         device = self.device
         inputs, targets = make_training_data(model, obs, actions, next_obs, rewards, device)
         n_rows = inputs.shape[0]
-        n_holdout = min(int(n_rows * self.holdout_ratio), self.max_holdout)
-        if self.holdout_ratio > 0 and (n_holdout < 1 or n_rows - n_holdout < 1):
-            raise ValueError(
-                f"{n_rows} transition(s) are too few for a holdout split of {self.holdout_ratio}: "
-                f"need at least {int(np.ceil(1 / self.holdout_ratio))}"
-            )
-        perm = th.randperm(n_rows, generator=generator).to(device)
-        train_idx, holdout_idx = perm[n_holdout:], perm[:n_holdout]
-        model.fit_normalizer(inputs[train_idx], targets[train_idx])
+        is_holdout = self._split(n_rows, generator).to(device)
+        train_idx, holdout_idx = th.nonzero(~is_holdout).squeeze(1), th.nonzero(is_holdout).squeeze(1)
+        n_holdout = int(holdout_idx.shape[0])
+        if model.normalizer_fitted:
+            model.refit_normalizer_keeping_predictions(inputs[train_idx], targets[train_idx])
+        else:
+            model.fit_normalizer(inputs[train_idx], targets[train_idx])
         x_all, y_all = model.normalize_inputs(inputs), model.normalize_targets(targets)
         x_train, y_train = x_all[train_idx], y_all[train_idx]
         # Without a holdout set, rank and stop on the training data itself.
@@ -182,9 +234,11 @@ class EnsembleTrainer:
         bootstrap = th.randint(n_train, (n_members, n_train), generator=generator)  # (E, n_train)
         params = [p for p in model.parameters() if p.shape[0] == n_members]
         best_params = [p.detach().clone() for p in params]
-        best_mse = th.full((n_members,), float("inf"), device=device)
+        start_mse = self.holdout_mse(x_hold, y_hold)  # (E,): the warm start is a candidate too
+        best_mse = th.where(th.isfinite(start_mse), start_mse, th.full_like(start_mse, float("inf")))
 
-        epoch, since_improved, train_loss = 0, 0, float("nan")
+        epoch, updates, since_improved, updates_since_improved = 0, 0, 0, 0
+        train_loss, stop_reason = float("nan"), "patience"
         model.train()
         while True:
             order = th.argsort(th.rand(n_members, n_train, generator=generator), dim=1)
@@ -198,6 +252,7 @@ class EnsembleTrainer:
                 self.optimizer.step()
                 losses.append(loss.detach())
             epoch += 1
+            updates += len(losses)
             train_loss = float(th.stack(losses).mean())
             mse = self.holdout_mse(x_hold, y_hold)
             improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > self.improvement_threshold
@@ -207,12 +262,19 @@ class EnsembleTrainer:
                 with th.no_grad():
                     for param, best in zip(params, best_params):
                         best[improved] = param[improved]
-                since_improved = 0
+                since_improved, updates_since_improved = 0, 0
             else:
                 since_improved += 1
+                updates_since_improved += len(losses)
             if epoch_callback is not None:
                 epoch_callback(epoch, train_loss, mse)
-            if since_improved >= self.patience or (self.max_epochs is not None and epoch >= self.max_epochs):
+            if since_improved >= self.patience and updates_since_improved >= self.min_updates:
+                break
+            if self.max_epochs is not None and epoch >= self.max_epochs:
+                stop_reason = "max_epochs"
+                break
+            if self.max_seconds is not None and time.perf_counter() - started >= self.max_seconds:
+                stop_reason = "max_seconds"
                 break
         with th.no_grad():
             for param, best in zip(params, best_params):
@@ -227,7 +289,12 @@ class EnsembleTrainer:
             "train_loss": train_loss,
             "holdout_mse": best_mse.tolist(),
             "holdout_mse_elites": float(best_mse[elites].mean()),
+            "holdout_mse_mean": float(best_mse.mean()),
+            "start_holdout_mse_mean": float(start_mse.mean()),
             "epochs": epoch,
+            "gradient_steps": updates,
+            "stop_reason": stop_reason,
+            "fit_seconds": time.perf_counter() - started,
             "elites": model.elite_indices.tolist(),
             "n_train": n_train,
             "n_holdout": n_holdout,

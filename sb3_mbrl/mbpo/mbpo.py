@@ -58,7 +58,12 @@ class MBPO(SAC):
     :param model_batch_size: Mini-batch size of model training.
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_epochs: Maximum epochs per fit (``None``: early stopping only).
-    :param model_patience: Epochs without holdout improvement before a fit stops.
+    :param model_patience: Epochs without holdout improvement before a fit stops (together with
+        ``model_min_updates``).
+    :param model_min_updates: Gradient steps without holdout improvement before a fit stops, with
+        ``model_patience``: on small data an epoch is one or two mini-batches, and patience in epochs
+        alone stops a fit after a handful of updates.
+    :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
     :param model_train_freq: Env steps between model fits (and rollouts).
     :param rollout_batch_size: Rollouts branched per fit.
     :param rollout_length: Rollout length ``k``: an int, or ``(min_epoch, max_epoch, min_length, max_length)``.
@@ -120,6 +125,8 @@ class MBPO(SAC):
         model_holdout_ratio: float = 0.2,
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
+        model_min_updates: int = 100,
+        model_max_fit_seconds: Optional[float] = None,
         model_train_freq: int = 250,
         rollout_batch_size: int = 100_000,
         rollout_length: RolloutSchedule = 1,
@@ -159,6 +166,8 @@ class MBPO(SAC):
         self.model_holdout_ratio = model_holdout_ratio
         self.model_epochs = model_epochs
         self.model_patience = model_patience
+        self.model_min_updates = model_min_updates
+        self.model_max_fit_seconds = model_max_fit_seconds
         self.model_train_freq = model_train_freq
         self.rollout_batch_size = rollout_batch_size
         self.epoch_length = epoch_length

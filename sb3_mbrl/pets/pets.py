@@ -71,7 +71,12 @@ class PETS(OffPolicyAlgorithm):
     :param termination_fn: ``"auto"`` (known function of the env id if any, else never), ``None``
         (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
     :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
-    :param model_patience: Epochs without holdout improvement before a fit stops.
+    :param model_patience: Epochs without holdout improvement before a fit stops (together with
+        ``model_min_updates``).
+    :param model_min_updates: Gradient steps without holdout improvement before a fit stops, with
+        ``model_patience``: on small data an epoch is one or two mini-batches, and patience in epochs
+        alone stops a fit after a handful of updates.
+    :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_net_arch: Hidden layer sizes of each member.
     :param model_activation_fn: Their activation.
@@ -115,6 +120,8 @@ class PETS(OffPolicyAlgorithm):
         termination_fn: TransitionFnArg = "auto",
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
+        model_min_updates: int = 100,
+        model_max_fit_seconds: Optional[float] = None,
         model_holdout_ratio: float = 0.2,
         model_net_arch: Sequence[int] = (200, 200, 200, 200),
         model_activation_fn: Type[nn.Module] = nn.SiLU,
@@ -171,6 +178,8 @@ class PETS(OffPolicyAlgorithm):
         self.model_batch_size = model_batch_size
         self.model_epochs = model_epochs
         self.model_patience = model_patience
+        self.model_min_updates = model_min_updates
+        self.model_max_fit_seconds = model_max_fit_seconds
         self.model_holdout_ratio = model_holdout_ratio
         self.model_net_arch = list(model_net_arch)
         self.model_activation_fn = model_activation_fn
