@@ -75,6 +75,7 @@ def fit_summary(fits: List[Dict[str, Any]]) -> Dict[str, Any]:
     return dict(
         n_fits=len(fits),
         n_ended_worse=sum(f["holdout_mse_mean"] > f["start_holdout_mse_mean"] for f in fits),
+        n_kept_start=sum(f["members_improved"] == 0 for f in fits),
         median_gradient_steps=statistics.median(f["gradient_steps"] for f in fits) if fits else None,
         fit_s_total=round(sum(f["fit_seconds"] for f in fits), 1),
     )
@@ -203,7 +204,9 @@ def replot(results: str, plot: str) -> None:
     import json
 
     records = [json.loads(line) for line in open(results) if line.strip()]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    has_invpend = any(r.get("task") == "InvertedPendulum-v4" and "episodes" in r for r in records)
+    fig, axes = plt.subplots(1, 2 if has_invpend else 1, figsize=(11 if has_invpend else 6, 4), squeeze=False)
+    axes = axes[0]
     pend = [r for r in records if r.get("task") == "Pendulum-v1"]
     curves: Dict[str, List[np.ndarray]] = {}
     for r in pend:

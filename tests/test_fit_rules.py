@@ -128,3 +128,22 @@ def test_algorithms_pass_the_fit_knobs_and_keep_them_on_load(tmp_path, algo_clas
     model.save(tmp_path / "model.zip")
     loaded = algo_class.load(tmp_path / "model.zip")
     assert (loaded.model_trainer.min_updates, loaded.model_trainer.max_seconds) == (7, 30.0)
+
+
+def test_each_fit_starts_adam_afresh_unless_told_not_to():
+    data = _pendulum_like(300, seed=0)
+    for reset in (True, False):
+        trainer = EnsembleTrainer(_model(), max_epochs=5, reset_optimizer_state=reset)
+        first = trainer.fit(*data)["gradient_steps"]
+        second = trainer.fit(*data)["gradient_steps"]
+        step = next(iter(trainer.optimizer.state.values()))["step"]
+        assert int(step) == (second if reset else first + second)
+
+
+def test_a_fit_reports_how_many_members_moved_off_their_start():
+    data = _pendulum_like(300, seed=0)
+    trainer = EnsembleTrainer(_model(), max_epochs=30)
+    assert trainer.fit(*data)["members_improved"] == 3  # from random weights every member learns
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.0
+    assert trainer.fit(*data)["members_improved"] == 0  # nothing moved: every member kept its start

@@ -81,9 +81,10 @@ def test_pets_learns_point_mass():
 
 
 def test_mbpo_learns_point_mass():
-    # 600 steps (model fit and rollouts every 100): evaluates to -2.3 to -2.9 for seeds 0-3; with the
-    # actor's (critic's, model's) optimiser step a no-op, about -420 (-240, -100).
-    threshold = -5.0
+    # 600 steps (model fit and rollouts every 100): evaluates to -6.0 / -2.4 / -2.6 for seeds 0-2 with
+    # the model fits of issue 13 (-2.3 to -2.9 for seeds 0-3 before them); with the actor's (critic's,
+    # model's) optimiser step a no-op, about -420 (-240, -100); random actions about -159.
+    threshold = -10.0
     random_return = random_policy_return(PointMassEnv)
     start = time.perf_counter()
     model = MBPO(

@@ -96,7 +96,8 @@ def fit_dynamics(
     if algo.verbose >= 1:
         print(
             f"{prefix} step {algo.num_timesteps}: model fit on {obs.shape[0]} transitions: {metrics['epochs']} epochs, "
-            f"{metrics['gradient_steps']} gradient steps (stop: {metrics['stop_reason']}), holdout MSE "
+            f"{metrics['gradient_steps']} gradient steps (stop: {metrics['stop_reason']}, "
+            f"{metrics['members_improved']}/{len(metrics['holdout_mse'])} members improved), holdout MSE "
             f"{metrics['start_holdout_mse_mean']:.5f} -> {metrics['holdout_mse_mean']:.5f} "
             f"(elites {metrics['holdout_mse_elites']:.5f}), {fit_seconds:.1f} s "
             f"({algo.model_fit_seconds:.1f} s fitting in all, {env_steps_per_second(algo):.1f} env steps/s)",  # type: ignore[attr-defined]

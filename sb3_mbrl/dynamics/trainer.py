@@ -83,6 +83,9 @@ class EnsembleTrainer:
       re-expressed in the new units, :meth:`ProbabilisticEnsemble.refit_normalizer_keeping_predictions`),
       so a warm start starts from the model the previous fit ended with;
     - gives every member its own bootstrap resample of the training rows;
+    - starts Adam's moment estimates afresh (the optimiser and its learning rate stay): with the
+      moments carried over from the end of the previous fit, refits on new data stalled near their
+      starting error until patience ended them (README, "Model fits");
     - measures the holdout MSE of the starting weights, then trains in mini-batches and keeps,
       per member, the best weights seen, the starting ones included;
     - stops when no member improved its holdout MSE by more than ``improvement_threshold``
@@ -91,7 +94,8 @@ class EnsembleTrainer:
       patience in epochs alone would stop a fit after a handful of updates;
     - restores each member's best weights and ranks the members to pick the elites.
 
-    The optimiser persists across fits (warm start, as in the PETS and MBPO code).
+    The weights persist across fits (warm start, as in the PETS and MBPO code); with
+    ``reset_optimizer_state=False`` Adam's moments do too.
 
     :param model: The ensemble.
     :param learning_rate: Adam learning rate.
@@ -106,6 +110,7 @@ class EnsembleTrainer:
         epoch that passes it.
     :param improvement_threshold: Relative holdout MSE improvement that counts.
     :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
+    :param reset_optimizer_state: Clear the optimiser's state (Adam's moments) at the start of each fit.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class EnsembleTrainer:
         max_seconds: Optional[float] = None,
         improvement_threshold: float = 0.01,
         optimizer: Optional[th.optim.Optimizer] = None,
+        reset_optimizer_state: bool = True,
     ) -> None:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
@@ -142,6 +148,7 @@ class EnsembleTrainer:
         self.max_seconds = max_seconds
         self.improvement_threshold = improvement_threshold
         self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
+        self.reset_optimizer_state = reset_optimizer_state
         self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened
         # (N_seen,) on the CPU: which row positions are held out; rows keep their role across fits.
         self._holdout_rows = th.zeros(0, dtype=th.bool)
@@ -210,7 +217,8 @@ class EnsembleTrainer:
         :return: ``train_loss`` (last epoch, mean over members), ``holdout_mse`` (best per member,
             normalised targets), ``holdout_mse_elites`` (mean over elites), ``holdout_mse_mean``
             (mean over members), ``start_holdout_mse_mean`` (the starting weights', mean over members,
-            in the same units), ``epochs``, ``gradient_steps``, ``stop_reason`` (``"patience"``,
+            in the same units), ``epochs``, ``gradient_steps``, ``members_improved`` (members that
+            ended on trained weights rather than their starting ones), ``stop_reason`` (``"patience"``,
             ``"max_epochs"`` or ``"max_seconds"``), ``fit_seconds``, ``elites``, ``n_train``, ``n_holdout``.
         """
         started = time.perf_counter()
@@ -236,7 +244,10 @@ class EnsembleTrainer:
         best_params = [p.detach().clone() for p in params]
         start_mse = self.holdout_mse(x_hold, y_hold)  # (E,): the warm start is a candidate too
         best_mse = th.where(th.isfinite(start_mse), start_mse, th.full_like(start_mse, float("inf")))
+        moved = th.zeros(n_members, dtype=th.bool, device=device)  # members whose best is no longer the start
 
+        if self.reset_optimizer_state:
+            self.optimizer.state.clear()  # Adam re-creates its moments at the next step
         epoch, updates, since_improved, updates_since_improved = 0, 0, 0, 0
         train_loss, stop_reason = float("nan"), "patience"
         model.train()
@@ -259,6 +270,7 @@ class EnsembleTrainer:
             improved |= th.isinf(best_mse) & th.isfinite(mse)
             if bool(improved.any()):
                 best_mse = th.where(improved, mse, best_mse)
+                moved |= improved
                 with th.no_grad():
                     for param, best in zip(params, best_params):
                         best[improved] = param[improved]
@@ -293,6 +305,7 @@ class EnsembleTrainer:
             "start_holdout_mse_mean": float(start_mse.mean()),
             "epochs": epoch,
             "gradient_steps": updates,
+            "members_improved": int(moved.sum()),
             "stop_reason": stop_reason,
             "fit_seconds": time.perf_counter() - started,
             "elites": model.elite_indices.tolist(),
