@@ -29,7 +29,8 @@ def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **k
     """
     The trainer of an algorithm's ensemble, from its ``model_batch_size``, ``model_holdout_ratio``,
     ``model_epochs``, ``model_patience``, ``model_min_updates`` and ``model_max_fit_seconds`` (PETS
-    and MBPO use the same names). Models saved before the last two existed load with the defaults.
+    and MBPO use the same names). SB3's ``load()`` builds the algorithm with its defaults before it
+    restores the saved attributes, so models saved before the last two existed get the defaults.
 
     :param algo: PETS or MBPO.
     :param dynamics: Its ensemble.
@@ -42,8 +43,8 @@ def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **k
         holdout_ratio=algo.model_holdout_ratio,  # type: ignore[attr-defined]
         max_epochs=algo.model_epochs,  # type: ignore[attr-defined]
         patience=algo.model_patience,  # type: ignore[attr-defined]
-        min_updates=getattr(algo, "model_min_updates", 100),
-        max_seconds=getattr(algo, "model_max_fit_seconds", None),
+        min_updates=algo.model_min_updates,  # type: ignore[attr-defined]
+        max_seconds=algo.model_max_fit_seconds,  # type: ignore[attr-defined]
         **kwargs,
     )
 
