@@ -147,3 +147,17 @@ def test_a_fit_reports_how_many_members_moved_off_their_start():
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.0
     assert trainer.fit(*data)["members_improved"] == 0  # nothing moved: every member kept its start
+
+
+def test_any_improvement_on_the_start_is_kept_and_the_threshold_applies_between_trained_weights():
+    # A refit on the same rows improves each member a little; with a large threshold the old rule
+    # (the threshold against the start too) kept every member's start, so the model never learned.
+    data = _pendulum_like(300, seed=0)
+    trainer = EnsembleTrainer(_model(), max_epochs=10, min_updates=0)
+    trainer.fit(*data)
+    trainer.improvement_threshold = 0.5
+    metrics = trainer.fit(*data)
+    assert metrics["holdout_mse_mean"] < metrics["start_holdout_mse_mean"]
+    assert metrics["members_improved"] == 3
+    # Between trained candidates the 50% threshold holds: no 50% gain in a few epochs, so patience stops it early.
+    assert metrics["stop_reason"] == "patience"

@@ -88,8 +88,12 @@ class EnsembleTrainer:
       starting error until patience ended them (README, "Model fits");
     - measures the holdout MSE of the starting weights, then trains in mini-batches and keeps,
       per member, the best weights seen, the starting ones included;
-    - stops when no member improved its holdout MSE by more than ``improvement_threshold``
-      (relative) for ``patience`` epochs **and** ``min_updates`` gradient steps, or at
+    - counts any gain on a member's starting weights as an improvement (so a refit takes up the
+      new rows whenever it can without getting worse; with the threshold against the start too,
+      refits on near-exact models kept their start every time), and between trained weights a
+      relative gain of more than ``improvement_threshold``;
+    - stops when no member improved its holdout MSE for ``patience`` epochs **and**
+      ``min_updates`` gradient steps, or at
       ``max_epochs`` / ``max_seconds``. On small data an epoch is one or two mini-batches, and
       patience in epochs alone would stop a fit after a handful of updates;
     - restores each member's best weights and ranks the members to pick the elites.
@@ -108,7 +112,7 @@ class EnsembleTrainer:
         also the fewest gradient steps of a fit that does not hit ``max_epochs`` / ``max_seconds``.
     :param max_seconds: Wall-clock cap on one fit (``None``: no cap); the fit ends after the
         epoch that passes it.
-    :param improvement_threshold: Relative holdout MSE improvement that counts.
+    :param improvement_threshold: Relative holdout MSE improvement that counts between trained weights.
     :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
     :param reset_optimizer_state: Clear the optimiser's state (Adam's moments) at the start of each fit.
     """
@@ -266,7 +270,10 @@ class EnsembleTrainer:
             updates += len(losses)
             train_loss = float(th.stack(losses).mean())
             mse = self.holdout_mse(x_hold, y_hold)
-            improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > self.improvement_threshold
+            # Against the starting weights any improvement counts (so a fit learns the new rows when
+            # it can without getting worse); between trained candidates the threshold applies.
+            threshold = th.where(moved, th.full_like(mse, self.improvement_threshold), th.zeros_like(mse))
+            improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > threshold
             improved |= th.isinf(best_mse) & th.isfinite(mse)
             if bool(improved.any()):
                 best_mse = th.where(improved, mse, best_mse)
