@@ -1,10 +1,10 @@
-"""The reward and termination functions an algorithm plans or rolls out with: ``"auto"``, ``None`` or a callable."""
+"""The reward, termination and terminal-value functions an algorithm plans or rolls out with: ``"auto"``, ``None`` or a callable."""
 import warnings
 from typing import Callable, Optional, Tuple, Union
 
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_mbrl.envs import TransitionFn, get_reward_fn, get_termination_fn, has_terminal_states
+from sb3_mbrl.envs import StateValueFn, TransitionFn, get_reward_fn, get_terminal_value_fn, get_termination_fn, has_terminal_states
 
 # A user passes a callable, None, or "auto" (look the function up by env id).
 TransitionFnArg = Union[str, None, Callable]
@@ -55,3 +55,17 @@ def resolve_transition_fns(
             stacklevel=3,
         )
     return reward, termination  # type: ignore[return-value]
+
+
+def resolve_terminal_value_fn(algo_name: str, env_id: Optional[str], terminal_value_fn: TransitionFnArg) -> Optional[StateValueFn]:
+    """
+    Turn ``"auto"`` into the known terminal value of ``env_id`` (``None`` for most tasks) and check the rest.
+
+    :param algo_name: Name of the algorithm in messages.
+    :param env_id: The env's gymnasium id (``None``: nothing is known about it).
+    :param terminal_value_fn: The user's ``terminal_value_fn`` argument.
+    :return: The function ``obs (B, obs_dim) -> (B,)``, or ``None`` (no terminal value).
+    """
+    if not (terminal_value_fn is None or terminal_value_fn == "auto" or callable(terminal_value_fn)):
+        raise ValueError(f"{algo_name}: terminal_value_fn must be a callable, None or 'auto', got {terminal_value_fn!r}")
+    return get_terminal_value_fn(env_id) if terminal_value_fn == "auto" else terminal_value_fn  # type: ignore[return-value]

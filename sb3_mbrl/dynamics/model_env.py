@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
-from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.envs.types import StateValueFn, TransitionFn
 
 PROPAGATION_METHODS = ("random_model", "fixed_model", "expectation")
 
@@ -64,6 +64,8 @@ class ModelEnv:
         has no reward head, else it replaces the learned reward.
     :param termination_fn: Known termination ``(obs, action, next_obs) -> (B,) bool``; ``None``
         means never terminate.
+    :param terminal_value_fn: Value ``obs (B, obs_dim) -> (B,)`` of the last predicted state, added to
+        the return of every row that has not terminated by the end of the horizon; ``None`` adds nothing.
     :param propagation: One of ``PROPAGATION_METHODS``.
     :param deterministic: Use the predicted mean instead of sampling from the Gaussian.
     :param generator: Random generator on the model's device (default: torch's global one).
@@ -81,6 +83,7 @@ class ModelEnv:
         deterministic: bool = False,
         generator: Optional[th.Generator] = None,
         compute_dtype: Optional[th.dtype] = None,
+        terminal_value_fn: Optional[StateValueFn] = None,
     ) -> None:
         if propagation not in PROPAGATION_METHODS:
             raise ValueError(f"propagation must be one of {PROPAGATION_METHODS}, got {propagation!r}")
@@ -89,6 +92,7 @@ class ModelEnv:
         self.model = model
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.terminal_value_fn = terminal_value_fn
         self.propagation = propagation
         self.deterministic = deterministic
         self.generator = generator
@@ -193,13 +197,26 @@ class ModelEnv:
         return next_obs, reward, terminated.bool()
 
     @th.no_grad()
+    def terminal_value(self, obs: th.Tensor) -> th.Tensor:
+        """``terminal_value_fn`` of ``obs (B, obs_dim)``, checked to be a ``(B,)`` float tensor."""
+        value = self.terminal_value_fn(obs)  # type: ignore[misc]
+        if not isinstance(value, th.Tensor) or value.shape != (obs.shape[0],) or not value.is_floating_point():
+            got = f"{type(value).__name__} {tuple(value.shape)} {value.dtype}" if isinstance(value, th.Tensor) else type(value).__name__
+            name = getattr(self.terminal_value_fn, "__name__", self.terminal_value_fn)
+            raise ValueError(
+                f"terminal_value_fn {name!r} must return a float tensor of shape ({obs.shape[0]},) for obs "
+                f"{tuple(obs.shape)}; it returned {got}"
+            )
+        return value.to(th.float32)
+
     def evaluate_action_sequences(
         self, action_sequences: th.Tensor, initial_obs: th.Tensor, num_particles: int = 1
     ) -> th.Tensor:
         """
         Total predicted reward of each action sequence, averaged over particles.
 
-        Rewards after a predicted termination count as zero. A sequence whose predicted return
+        Rewards after a predicted termination count as zero; a row alive at the end of the horizon
+        adds ``terminal_value_fn`` of its last state. A sequence whose predicted return
         is NaN or inf gets ``-inf``, so planners rank it last.
 
         :param action_sequences: ``(M, P, H, action_dim)``: for each of ``M`` start states, ``P``
@@ -228,6 +245,8 @@ class ModelEnv:
             # where(), not a product: a diverged dead row (NaN) must not poison the total.
             total += th.where(alive, reward, th.zeros_like(reward))
             alive &= ~terminated
+        if self.terminal_value_fn is not None:
+            total += th.where(alive, self.terminal_value(obs), th.zeros_like(total))
         returns = total.view(n_starts, population, num_particles).mean(dim=2)
         returns = th.where(th.isfinite(returns), returns, th.full_like(returns, -float("inf")))
         return returns[0] if squeeze else returns

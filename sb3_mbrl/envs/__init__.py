@@ -1,15 +1,29 @@
-"""Known reward and termination functions, batched in torch and keyed by env id.
+"""Known reward, termination and terminal-value functions, batched in torch and keyed by env id.
 
-Every function takes ``(obs, action, next_obs)``, each ``(B, dim)``, and returns ``(B,)``:
-a float reward or a bool "terminated" flag, exactly as the real environment computes it.
+Reward and termination functions take ``(obs, action, next_obs)``, each ``(B, dim)``, and return
+``(B,)``: a float reward or a bool "terminated" flag, exactly as the real environment computes it.
+Terminal values take ``obs (B, obs_dim)`` and return ``(B,)`` floats: a planning aid for the last
+state of a candidate (:mod:`sb3_mbrl.envs.terminal_values`), not part of the environment.
 """
 from sb3_mbrl.envs.registry import (
     REWARD_FNS,
+    TERMINAL_VALUE_FNS,
     TERMINATION_FNS,
     get_reward_fn,
+    get_terminal_value_fn,
     get_termination_fn,
     has_terminal_states,
 )
-from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.envs.types import StateValueFn, TransitionFn
 
-__all__ = ["REWARD_FNS", "TERMINATION_FNS", "TransitionFn", "get_reward_fn", "get_termination_fn", "has_terminal_states"]
+__all__ = [
+    "REWARD_FNS",
+    "TERMINAL_VALUE_FNS",
+    "TERMINATION_FNS",
+    "StateValueFn",
+    "TransitionFn",
+    "get_reward_fn",
+    "get_terminal_value_fn",
+    "get_termination_fn",
+    "has_terminal_states",
+]

@@ -1,8 +1,8 @@
-"""Lookup of known reward and termination functions by env id."""
+"""Lookup of known reward, termination and terminal-value functions by env id."""
 from typing import Dict, Optional
 
-from sb3_mbrl.envs import rewards, terminations
-from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.envs import rewards, terminal_values, terminations
+from sb3_mbrl.envs.types import StateValueFn, TransitionFn
 
 REWARD_FNS: Dict[str, TransitionFn] = {
     "Pendulum-v1": rewards.pendulum_reward,
@@ -26,6 +26,13 @@ TERMINATION_FNS: Dict[str, TransitionFn] = {
     "CartPole-v1": terminations.cartpole_termination,
     "Acrobot-v1": terminations.acrobot_termination,
     "MountainCar-v0": terminations.mountain_car_termination,
+}
+
+# Values of the last planned state, below one step's reward (sb3_mbrl.envs.terminal_values).
+TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
+    "CartPole-v1": terminal_values.cartpole_terminal_value,
+    "Acrobot-v1": terminal_values.acrobot_terminal_value,
+    "InvertedPendulum-v4": terminal_values.inverted_pendulum_terminal_value,
 }
 
 # Tasks known to have terminal states; a learner without their termination function is warned.
@@ -54,6 +61,11 @@ def get_reward_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
 def get_termination_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
     """The known termination function of ``env_id``, or ``None``."""
     return TERMINATION_FNS.get(_strip_namespace(env_id)) if env_id else None
+
+
+def get_terminal_value_fn(env_id: Optional[str]) -> Optional[StateValueFn]:
+    """The known terminal value function of ``env_id``, or ``None``."""
+    return TERMINAL_VALUE_FNS.get(_strip_namespace(env_id)) if env_id else None
 
 
 def has_terminal_states(env_id: Optional[str]) -> bool:

@@ -15,7 +15,7 @@ from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normali
 from sb3_mbrl.common.deprecation import renamed_arguments
 from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
-from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
+from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_terminal_value_fn, resolve_transition_fns
 from sb3_mbrl.dynamics import ProbabilisticEnsemble, model_weight_decays_for
 from sb3_mbrl.dynamics.weight_decays import WeightDecays
 from sb3_mbrl.pets.action_spaces import check_action_space
@@ -70,6 +70,11 @@ class PETS(OffPolicyAlgorithm):
         (learn the reward) or a function ``(obs, action, next_obs) -> (B,)`` tensor.
     :param termination_fn: ``"auto"`` (known function of the env id if any, else never), ``None``
         (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
+    :param terminal_value_fn: Value of the last predicted state of a candidate that has not
+        terminated, added to its return: ``"auto"`` (the known one of the env id, below one step's
+        reward so it only orders candidates with equal returns: CartPole-v1, Acrobot-v1; none for other tasks),
+        ``None`` (none) or a function ``obs (B, obs_dim) -> (B,)`` float tensor
+        (:mod:`sb3_mbrl.envs.terminal_values`).
     :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
     :param model_patience: Epochs without holdout improvement before a fit stops (together with
         ``model_min_updates``).
@@ -118,6 +123,7 @@ class PETS(OffPolicyAlgorithm):
         planner_kwargs: Optional[Dict[str, Any]] = None,
         reward_fn: TransitionFnArg = "auto",
         termination_fn: TransitionFnArg = "auto",
+        terminal_value_fn: TransitionFnArg = "auto",
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
         model_min_updates: int = 100,
@@ -174,6 +180,7 @@ class PETS(OffPolicyAlgorithm):
         self.planner_kwargs = dict(planner_kwargs or {})
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.terminal_value_fn = terminal_value_fn
         self.model_learning_rate = model_learning_rate
         self.model_batch_size = model_batch_size
         self.model_epochs = model_epochs
@@ -205,6 +212,7 @@ class PETS(OffPolicyAlgorithm):
             optimize_memory_usage=self.optimize_memory_usage, **self.replay_buffer_kwargs,
         )
         reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
+        terminal_value = resolve_terminal_value_fn("PETS", self.env_id, self.terminal_value_fn)
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space,
             self.action_space,
@@ -215,6 +223,7 @@ class PETS(OffPolicyAlgorithm):
             planner_kwargs=self.planner_kwargs,
             reward_fn=reward,
             termination_fn=termination,
+            terminal_value_fn=terminal_value,
             net_arch=self.model_net_arch,
             activation_fn=self.model_activation_fn,
             weight_decays=self.model_weight_decays,

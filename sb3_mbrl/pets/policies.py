@@ -14,7 +14,7 @@ from torch import nn
 
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
-from sb3_mbrl.envs.types import TransitionFn
+from sb3_mbrl.envs.types import StateValueFn, TransitionFn
 from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
 from sb3_mbrl.pets.planning_times import planning_summary
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer
@@ -53,6 +53,8 @@ class MPCPolicy(BasePolicy):
     :param planner_kwargs: Arguments of the planner (population_size, num_elites, iterations, alpha, ...).
     :param reward_fn: Known reward function; ``None`` learns the reward.
     :param termination_fn: Known termination function; ``None`` never terminates.
+    :param terminal_value_fn: Value ``obs (B, obs_dim) -> (B,)`` of a candidate's last predicted
+        state, added to its return while it has not terminated; ``None`` adds nothing.
     :param planning_dtype: ``"float32"`` or ``"bfloat16"``: dtype of the ensemble forward while
         planning (bf16 is about 3x faster on CPUs with bf16 units; model training stays float32).
     :param deterministic_seed: Seed of the planner's random draws at every
@@ -79,6 +81,7 @@ class MPCPolicy(BasePolicy):
         planner_kwargs: Optional[Dict[str, Any]] = None,
         reward_fn: Optional[TransitionFn] = None,
         termination_fn: Optional[TransitionFn] = None,
+        terminal_value_fn: Optional[StateValueFn] = None,
         planning_dtype: str = "float32",
         deterministic_seed: int = 0,
         optimizer_class: Type[th.optim.Optimizer] = th.optim.Adam,
@@ -100,6 +103,7 @@ class MPCPolicy(BasePolicy):
         self.planner_kwargs = dict(planner_kwargs or {})
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.terminal_value_fn = terminal_value_fn
         dtypes = {"float32": None, "bfloat16": th.bfloat16}
         if planning_dtype not in dtypes:
             raise ValueError(f"planning_dtype must be one of {sorted(dtypes)}, got {planning_dtype!r}")
@@ -126,6 +130,7 @@ class MPCPolicy(BasePolicy):
             self.dynamics,
             reward_fn=reward_fn,
             termination_fn=termination_fn,
+            terminal_value_fn=terminal_value_fn,
             propagation=propagation,
             compute_dtype=dtypes[planning_dtype],
         )
@@ -160,6 +165,7 @@ class MPCPolicy(BasePolicy):
             planner_kwargs=self.planner_kwargs,
             reward_fn=self.reward_fn,
             termination_fn=self.termination_fn,
+            terminal_value_fn=self.terminal_value_fn,
             planning_dtype=self.planning_dtype,
             deterministic_seed=self.deterministic_seed,
         )

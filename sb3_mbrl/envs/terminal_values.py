@@ -1,0 +1,59 @@
+"""Known terminal values: ``obs (B, obs_dim) -> (B,)`` float.
+
+A planner adds the terminal value of the last predicted state of every candidate that has not
+terminated (PETS' ``terminal_value_fn``). Over a short horizon a reward of 1 per step alive gives
+every candidate that survives the horizon the same return, so the plan is an arbitrary survivor
+and the state drifts to the edge of the safe set: with the exact CartPole dynamics and the
+categorical CEM (horizon 30, 100 x 3), the cart left the track after 102-386 steps on 5 of 5
+starts. The values here stay below one step's reward, so they only order candidates with the
+same return and never prefer a shorter survival to a longer one.
+"""
+import torch as th
+
+from sb3_mbrl.envs.terminations import CARTPOLE_THETA_THRESHOLD, CARTPOLE_X_THRESHOLD
+
+
+# The cart's position this far ahead at its current velocity enters the value: with the position
+# alone, the exact-dynamics planner still let the cart reach 2.4 from 1 of 10 starts (max |x| up to
+# 1.5 on the others); with the position 1 s ahead, 10 of 10 stayed within |x| <= 0.31.
+LOOKAHEAD_SECONDS = 1.0
+
+
+def cartpole_terminal_value(obs: th.Tensor) -> th.Tensor:
+    """
+    CartPole-v1: ``0.5 * (1 - ((x + x_dot * 1 s) / 2.4)^2 / 2 - (theta / 12 deg)^2 / 2)``, clipped to
+    ``[0, 0.5]``: highest with the cart centred and at rest and the pole upright;
+    obs = [x, x_dot, theta, theta_dot].
+    """
+    x_ahead = obs[:, 0] + LOOKAHEAD_SECONDS * obs[:, 1]
+    theta = obs[:, 2]
+    spread = ((x_ahead / CARTPOLE_X_THRESHOLD) ** 2 + (theta / CARTPOLE_THETA_THRESHOLD) ** 2) / 2
+    return 0.5 * (1.0 - spread).clamp(0.0, 1.0)
+
+
+def acrobot_terminal_value(obs: th.Tensor) -> th.Tensor:
+    """
+    Acrobot-v1: ``0.5 * (h + 2) / 4`` in ``[0, 0.5]``, with ``h = -cos t1 - cos(t1 + t2)`` the tip
+    height (the goal is ``h > 1``): every step before the goal costs 1, so over a horizon that does
+    not reach it every candidate ties, and the plan should end as high as it can;
+    obs = [cos t1, sin t1, cos t2, sin t2, dt1, dt2].
+    """
+    cos1, sin1, cos2, sin2 = obs[:, 0], obs[:, 1], obs[:, 2], obs[:, 3]
+    height = -cos1 - (cos1 * cos2 - sin1 * sin2)
+    return 0.5 * ((height + 2.0) / 4.0).clamp(0.0, 1.0)
+
+
+INVERTED_PENDULUM_RAIL = 1.0  # InvertedPendulum-v4's slider range [-1, 1] (model.jnt_range[0])
+INVERTED_PENDULUM_ANGLE_LIMIT = 0.2  # its termination: |pole angle| > 0.2
+
+
+def inverted_pendulum_terminal_value(obs: th.Tensor) -> th.Tensor:
+    """
+    InvertedPendulum-v4: as CartPole's, ``0.5 * (1 - ((x + x_dot * 1 s) / 1)^2 / 2 - (angle / 0.2)^2 / 2)``
+    clipped to ``[0, 0.5]``: the cart centred on its rail of half-length 1 and at rest, the pole
+    upright; obs = [x, angle, x_dot, angle_dot].
+    """
+    x_ahead = obs[:, 0] + LOOKAHEAD_SECONDS * obs[:, 2]
+    angle = obs[:, 1]
+    spread = ((x_ahead / INVERTED_PENDULUM_RAIL) ** 2 + (angle / INVERTED_PENDULUM_ANGLE_LIMIT) ** 2) / 2
+    return 0.5 * (1.0 - spread).clamp(0.0, 1.0)
