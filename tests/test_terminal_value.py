@@ -158,19 +158,3 @@ def test_acrobot_terminal_value_is_the_tip_height_the_env_uses():
     th.testing.assert_close(value, th.as_tensor(0.5 * (np.array(heights) + 2) / 4, dtype=th.float32), atol=1e-5, rtol=0)
     assert bool((value >= 0).all()) and bool((value <= 0.5).all())  # below one step's reward
 
-
-def test_inverted_pendulum_terminal_value_prefers_the_centre_of_the_rail_at_rest():
-    from sb3_mbrl.envs.terminal_values import inverted_pendulum_terminal_value
-
-    states = th.tensor([
-        [0.0, 0.0, 0.0, 0.0],  # centred, at rest, upright
-        [0.5, 0.0, 0.0, 0.0],  # off centre
-        [0.0, 0.0, 0.5, 0.0],  # moving: 0.5 off centre in one second
-        [0.0, 0.1, 0.0, 0.0],  # pole tilted
-        [0.9, 0.19, 1.0, 0.0],  # about to hit the end of the rail
-    ])
-    value = inverted_pendulum_terminal_value(states)
-    assert value[0] == 0.5 and value[0] > value[1] > value[4] and value[0] > value[3] > value[4]
-    th.testing.assert_close(value[2], value[1])
-    assert value[4] == 0.0 and bool((value >= 0).all()) and bool((value <= 0.5).all())
-    assert get_terminal_value_fn("InvertedPendulum-v4") is inverted_pendulum_terminal_value

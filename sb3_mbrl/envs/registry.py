@@ -32,7 +32,6 @@ TERMINATION_FNS: Dict[str, TransitionFn] = {
 TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
     "CartPole-v1": terminal_values.cartpole_terminal_value,
     "Acrobot-v1": terminal_values.acrobot_terminal_value,
-    "InvertedPendulum-v4": terminal_values.inverted_pendulum_terminal_value,
 }
 
 # Tasks known to have terminal states; a learner without their termination function is warned.

@@ -42,18 +42,3 @@ def acrobot_terminal_value(obs: th.Tensor) -> th.Tensor:
     height = -cos1 - (cos1 * cos2 - sin1 * sin2)
     return 0.5 * ((height + 2.0) / 4.0).clamp(0.0, 1.0)
 
-
-INVERTED_PENDULUM_RAIL = 1.0  # InvertedPendulum-v4's slider range [-1, 1] (model.jnt_range[0])
-INVERTED_PENDULUM_ANGLE_LIMIT = 0.2  # its termination: |pole angle| > 0.2
-
-
-def inverted_pendulum_terminal_value(obs: th.Tensor) -> th.Tensor:
-    """
-    InvertedPendulum-v4: as CartPole's, ``0.5 * (1 - ((x + x_dot * 1 s) / 1)^2 / 2 - (angle / 0.2)^2 / 2)``
-    clipped to ``[0, 0.5]``: the cart centred on its rail of half-length 1 and at rest, the pole
-    upright; obs = [x, angle, x_dot, angle_dot].
-    """
-    x_ahead = obs[:, 0] + LOOKAHEAD_SECONDS * obs[:, 2]
-    angle = obs[:, 1]
-    spread = ((x_ahead / INVERTED_PENDULUM_RAIL) ** 2 + (angle / INVERTED_PENDULUM_ANGLE_LIMIT) ** 2) / 2
-    return 0.5 * (1.0 - spread).clamp(0.0, 1.0)
