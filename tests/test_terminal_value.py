@@ -158,3 +158,13 @@ def test_acrobot_terminal_value_is_the_tip_height_the_env_uses():
     th.testing.assert_close(value, th.as_tensor(0.5 * (np.array(heights) + 2) / 4, dtype=th.float32), atol=1e-5, rtol=0)
     assert bool((value >= 0).all()) and bool((value <= 0.5).all())  # below one step's reward
 
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_the_zoo_entries_of_the_discrete_tasks_plan_with_their_terminal_value(env_id):
+    from sb3_mbrl.common.zoo_config import load_zoo_hyperparams, zoo_config_dir
+
+    kwargs = load_zoo_hyperparams("pets", env_id, str(zoo_config_dir() / "pets.yml")).kwargs
+    assert kwargs["terminal_value_fn"] == "auto"
+    model = PETS("MlpPolicy", env_id, **kwargs)
+    assert model.policy.model_env.terminal_value_fn is get_terminal_value_fn(env_id) is not None

@@ -14,8 +14,9 @@ from sb3_mbrl.envs.terminations import CARTPOLE_THETA_THRESHOLD, CARTPOLE_X_THRE
 
 
 # The cart's position this far ahead at its current velocity enters the value: with the position
-# alone, the exact-dynamics planner still let the cart reach 2.4 from 1 of 10 starts (max |x| up to
-# 1.5 on the others); with the position 1 s ahead, 10 of 10 stayed within |x| <= 0.31.
+# alone, the exact-dynamics planner (categorical CEM 100 x 3, horizon 30) kept the pole up for 500
+# steps from 1 of 10 starts (the cart reached the end of the track from the other 9); with the
+# position 1 s ahead, from 10 of 10 (max |x| 0.43).
 LOOKAHEAD_SECONDS = 1.0
 
 
