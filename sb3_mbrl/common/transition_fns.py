@@ -26,6 +26,12 @@ def env_id_of(env: Optional[VecEnv]) -> Optional[str]:
     return getattr(spec, "id", None)
 
 
+def check_fn_argument(algo_name: str, name: str, value: TransitionFnArg) -> None:
+    """Refuse a ``reward_fn`` / ``termination_fn`` / ``terminal_value_fn`` that is not a callable, ``None`` or ``"auto"``."""
+    if not (value is None or value == "auto" or callable(value)):
+        raise ValueError(f"{algo_name}: {name} must be a callable, None or 'auto', got {value!r}")
+
+
 def resolve_transition_fns(
     algo_name: str, env_id: Optional[str], reward_fn: TransitionFnArg, termination_fn: TransitionFnArg
 ) -> Tuple[Optional[TransitionFn], Optional[TransitionFn]]:
@@ -42,9 +48,8 @@ def resolve_transition_fns(
     :return: The reward and termination functions, ``None`` where there is none (learned reward,
         never terminates).
     """
-    for name, value in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
-        if not (value is None or value == "auto" or callable(value)):
-            raise ValueError(f"{algo_name}: {name} must be a callable, None or 'auto', got {value!r}")
+    check_fn_argument(algo_name, "reward_fn", reward_fn)
+    check_fn_argument(algo_name, "termination_fn", termination_fn)
     reward = get_reward_fn(env_id) if reward_fn == "auto" else reward_fn
     termination = get_termination_fn(env_id) if termination_fn == "auto" else termination_fn
     if termination is None and has_terminal_states(env_id):
@@ -66,6 +71,5 @@ def resolve_terminal_value_fn(algo_name: str, env_id: Optional[str], terminal_va
     :param terminal_value_fn: The user's ``terminal_value_fn`` argument.
     :return: The function ``obs (B, obs_dim) -> (B,)``, or ``None`` (no terminal value).
     """
-    if not (terminal_value_fn is None or terminal_value_fn == "auto" or callable(terminal_value_fn)):
-        raise ValueError(f"{algo_name}: terminal_value_fn must be a callable, None or 'auto', got {terminal_value_fn!r}")
+    check_fn_argument(algo_name, "terminal_value_fn", terminal_value_fn)
     return get_terminal_value_fn(env_id) if terminal_value_fn == "auto" else terminal_value_fn  # type: ignore[return-value]
