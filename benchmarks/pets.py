@@ -35,6 +35,7 @@ def run_pets(env_id: str, seed: int, steps: int, stop_at_length: int = 0) -> Dic
     counter = {"model_s": 0.0, "plan_s": 0.0}
     env = model.policy.model_env
     env.predict_delta = timed(counter, "model_s", env.predict_delta)
+    env.predict_delta_grouped = timed(counter, "model_s", env.predict_delta_grouped)  # fixed_model rollouts
     planning_ms: List[float] = []
     plan = timed(counter, "plan_s", model.policy._predict)
 

@@ -1,9 +1,10 @@
 """ModelEnv: the learned model used as a batched, differentiable-free simulator."""
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
+from sb3_mbrl.dynamics.inference import EnsembleInference
 from sb3_mbrl.envs.types import StateValueFn, TransitionFn
 
 PROPAGATION_METHODS = ("random_model", "fixed_model", "expectation")
@@ -57,7 +58,9 @@ class ModelEnv:
     - ``expectation``: the mean prediction of all elites.
 
     Rows are grouped by member so that each row goes through one member only; the cost of a
-    step is one ensemble forward over ``B`` rows, not ``E * B``.
+    step is one ensemble forward over ``B`` rows, not ``E * B``. Under ``fixed_model``,
+    :meth:`evaluate_action_sequences` sorts the rows by member once per rollout and keeps them in
+    that order for every step, instead of gathering and scattering them at each step.
 
     :param model: The ensemble.
     :param reward_fn: Known reward ``(obs, action, next_obs) -> (B,)``; required when the model
@@ -69,9 +72,10 @@ class ModelEnv:
     :param propagation: One of ``PROPAGATION_METHODS``.
     :param deterministic: Use the predicted mean instead of sampling from the Gaussian.
     :param generator: Random generator on the model's device (default: torch's global one).
-    :param compute_dtype: Run the ensemble forward under autocast in this dtype (e.g.
-        ``torch.bfloat16``: about 3x faster on CPUs with bf16 units, planning tolerates it);
-        ``None`` keeps float32. States are still accumulated in float32.
+    :param compute_dtype: Run the ensemble's matrix products and activations in this dtype (e.g.
+        ``torch.bfloat16``: about 2x faster on CPUs with bf16 units, planning tolerates it);
+        ``None`` keeps float32. Normalisation, the log-variance bounds and the states stay in
+        float32. The forward is :class:`EnsembleInference` (weights cast once per fit).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ModelEnv:
         self.deterministic = deterministic
         self.generator = generator
         self.compute_dtype = compute_dtype
+        self.inference = EnsembleInference(model, compute_dtype)
         self._fixed_perm: Optional[th.Tensor] = None
         self._checked_fns = False  # the user's reward/termination outputs are checked on the first step
 
@@ -123,27 +128,51 @@ class ModelEnv:
         position[self._fixed_perm] = th.arange(self._fixed_perm.shape[0], device=self.device)
         return self.model.elite_indices[position[:batch_size] // group_size]
 
+    def _members(self) -> Optional[th.Tensor]:
+        """The elites' indices, or ``None`` when every member is an elite (nothing to gather)."""
+        elites = self.model.elite_indices
+        return None if elites.shape[0] == self.model.ensemble_size else elites
+
     @th.no_grad()
     def predict_delta(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """Sampled (or mean) ``[next_obs - obs, reward]`` for each row, ``(B, out)``."""
-        enabled = self.compute_dtype is not None and self.compute_dtype != th.float32
-        with th.autocast(obs.device.type, dtype=self.compute_dtype or th.float32, enabled=enabled):
-            mean, var = self._predict_moments(obs, actions)
-        mean, var = mean.float(), var.float()
+        mean, var = self._predict_moments(obs, actions)
         if self.deterministic:
             return mean
         noise = th.randn(mean.shape, device=mean.device, generator=self.generator)
         return mean + var.sqrt() * noise
 
+    @th.no_grad()
+    def predict_delta_grouped(self, obs: th.Tensor, actions: th.Tensor, perm: th.Tensor, n_real_rows: int) -> th.Tensor:
+        """
+        :meth:`predict_delta` for rows already sorted by member: row ``k`` of ``obs (B', obs_dim)``
+        belongs to elite ``k // (B' / n_elites)``. ``perm`` is the order they were sorted in
+        (``grouped = rows[perm]``); the noise is drawn in the rows' own order and sorted the same
+        way, so a grouped rollout samples exactly what the step-by-step one does. The last
+        ``B' - n_real_rows`` rows are padding (copies of the first rows).
+
+        :return: ``(B', out)`` in the grouped order.
+        """
+        n_elites = self.model.num_elites
+        n_rows = obs.shape[0]
+        mean, var = self.inference.predict(
+            obs.view(n_elites, n_rows // n_elites, -1), actions.view(n_elites, n_rows // n_elites, -1), self._members()
+        )
+        mean, var = mean.view(n_rows, -1), var.view(n_rows, -1)  # (B', out)
+        if self.deterministic:
+            return mean
+        noise = th.randn((n_real_rows, mean.shape[1]), device=mean.device, generator=self.generator)
+        if n_rows > n_real_rows:  # padded rows repeat the first rows (their results are dropped)
+            noise = th.cat([noise, noise[: n_rows - n_real_rows]], dim=0)
+        return mean + var.sqrt() * noise[perm]
+
     def _predict_moments(self, obs: th.Tensor, actions: th.Tensor) -> Tuple[th.Tensor, th.Tensor]:
         """Mean and variance of ``[next_obs - obs, reward]`` for each row under the propagation mode."""
-        model = self.model
-        elites = model.elite_indices
-        n_elites, n_rows = elites.shape[0], obs.shape[0]
-        # With every member an elite, skip gathering the elites' weights at each step.
-        members = None if n_elites == model.ensemble_size else elites
+        n_elites, n_rows = self.model.num_elites, obs.shape[0]
+        members = self._members()
         if self.propagation == "expectation":
-            mean, var = model.predict(obs, actions, members=members)  # (n_elites, B, out)
+            shape = (n_elites, n_rows, -1)
+            mean, var = self.inference.predict(obs.expand(*shape), actions.expand(*shape), members)  # (n_elites, B, out)
             mean, var = mean.mean(dim=0), var.mean(dim=0)
         else:
             padded = -(-n_rows // n_elites) * n_elites
@@ -162,7 +191,7 @@ class ModelEnv:
             # Row perm[k] goes to member k // group: (n_elites, group, dim)
             grouped_obs = obs[perm].view(n_elites, padded // n_elites, -1)
             grouped_act = actions[perm].view(n_elites, padded // n_elites, -1)
-            g_mean, g_var = model.predict(grouped_obs, grouped_act, members=members)
+            g_mean, g_var = self.inference.predict(grouped_obs, grouped_act, members)
             mean = th.empty(padded, g_mean.shape[-1], device=obs.device, dtype=g_mean.dtype)
             var = th.empty_like(mean)
             mean[perm] = g_mean.reshape(padded, -1)
@@ -182,6 +211,10 @@ class ModelEnv:
         if actions.shape != (obs.shape[0], self.model.action_dim):
             raise ValueError(f"actions must have shape ({obs.shape[0]}, {self.model.action_dim}), got {tuple(actions.shape)}")
         delta = self.predict_delta(obs, actions)  # (B, out)
+        return self._transition(obs, actions, delta)
+
+    def _transition(self, obs: th.Tensor, actions: th.Tensor, delta: th.Tensor) -> Tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Next states, rewards and terminations ``(B, ...)`` from the sampled ``delta (B, out)``."""
         next_obs = obs + delta[:, : self.model.obs_dim]
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, actions, next_obs)
@@ -238,15 +271,45 @@ class ModelEnv:
         obs = initial_obs.repeat_interleave(population * num_particles, dim=0)  # (M*P*N, obs_dim)
         actions = action_sequences.repeat_interleave(num_particles, dim=1).reshape(n_rows, horizon, action_dim)
         self.reset(n_rows)
-        total = th.zeros(n_rows, device=obs.device)
-        alive = th.ones(n_rows, dtype=th.bool, device=obs.device)
-        for t in range(horizon):
-            obs, reward, terminated = self.step(obs, actions[:, t])
+        if self.propagation == "fixed_model":
+            total = self._rollout_grouped(obs, actions)
+        else:
+            total = self._rollout(obs, actions.transpose(0, 1), self.step)
+        returns = total.view(n_starts, population, num_particles).mean(dim=2)
+        returns = th.where(th.isfinite(returns), returns, th.full_like(returns, -float("inf")))
+        return returns[0] if squeeze else returns
+
+    def _rollout(self, obs: th.Tensor, actions_by_step: th.Tensor, step: Callable) -> th.Tensor:
+        """Return of each row ``(B,)`` from ``obs (B, obs_dim)`` under ``actions_by_step (H, B, A)``, stepping with ``step``."""
+        total = th.zeros(obs.shape[0], device=obs.device)
+        alive = th.ones(obs.shape[0], dtype=th.bool, device=obs.device)
+        for step_actions in actions_by_step:
+            obs, reward, terminated = step(obs, step_actions)
             # where(), not a product: a diverged dead row (NaN) must not poison the total.
             total += th.where(alive, reward, th.zeros_like(reward))
             alive &= ~terminated
         if self.terminal_value_fn is not None:
             total += th.where(alive, self.terminal_value(obs), th.zeros_like(total))
-        returns = total.view(n_starts, population, num_particles).mean(dim=2)
-        returns = th.where(th.isfinite(returns), returns, th.full_like(returns, -float("inf")))
-        return returns[0] if squeeze else returns
+        return total
+
+    def _rollout_grouped(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        :meth:`_rollout` under ``fixed_model`` with the rows sorted by member once: every step's
+        forward reads its rows in place, and the returns are put back in row order at the end.
+        Same draws, same trajectories as stepping with :meth:`step`.
+        """
+        perm = self._fixed_perm  # (B',): row perm[k] goes to member k // (B' / n_elites)
+        n_rows = obs.shape[0]
+        pad = perm.shape[0] - n_rows
+        if pad:  # padded rows repeat the first rows; their returns are dropped
+            obs = th.cat([obs, obs[:pad]], dim=0)
+            actions = th.cat([actions, actions[:pad]], dim=0)
+        obs, actions_by_step = obs[perm], actions[perm].transpose(0, 1).contiguous()  # (B', obs_dim), (H, B', A)
+
+        def grouped_step(obs: th.Tensor, step_actions: th.Tensor) -> Tuple[th.Tensor, th.Tensor, th.Tensor]:
+            return self._transition(obs, step_actions, self.predict_delta_grouped(obs, step_actions, perm, n_rows))
+
+        total = self._rollout(obs, actions_by_step, grouped_step)  # (B',) in grouped order
+        position = th.empty_like(perm)
+        position[perm] = th.arange(perm.shape[0], device=perm.device)
+        return total[position[:n_rows]]

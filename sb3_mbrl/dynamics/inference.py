@@ -1,0 +1,111 @@
+"""Inference-only ensemble forward: weights cast once, activations written into reused buffers."""
+from typing import Dict, List, Optional, Tuple
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
+
+
+def _parameter_versions(model: ProbabilisticEnsemble) -> Tuple[Tuple[int, int], ...]:
+    """Identity and in-place version of every tensor the forward reads: changes after any optimiser
+    step, ``load_state_dict``, normaliser refit or elite update."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return tuple((t.data_ptr(), t._version) for t in tensors)
+
+
+class EnsembleInference:
+    """
+    The forward of a :class:`ProbabilisticEnsemble` for planning and model rollouts, where the same
+    weights serve thousands of calls between two fits.
+
+    ``ProbabilisticEnsemble.forward`` under autocast re-casts every weight at every call, gathers the
+    elites' weights at every layer when they are not all members, and allocates fresh activations
+    (large allocations are fresh pages, so every call pays page faults). Here the chosen members'
+    weights are gathered and cast once (again only when a parameter, buffer or the elite set
+    changes), each layer writes into a buffer kept per batch shape, and the activation runs in place.
+    Normalisation and the log-variance bounds stay in float32, as under autocast.
+
+    :param model: The ensemble (read, never modified).
+    :param compute_dtype: Dtype of the matrix products and activations (``None``: float32).
+    """
+
+    def __init__(self, model: ProbabilisticEnsemble, compute_dtype: Optional[th.dtype] = None) -> None:
+        self.model = model
+        self.compute_dtype = compute_dtype or th.float32
+        self._key: Optional[tuple] = None
+        self._weights: List[Tuple[th.Tensor, th.Tensor]] = []  # per layer: (E', in, out), (E', 1, out)
+        self._logvar_bounds: Tuple[th.Tensor, th.Tensor] = (th.empty(0), th.empty(0))
+        self._buffers: Dict[tuple, List[th.Tensor]] = {}
+
+    def _prepare(self, members: Optional[th.Tensor]) -> None:
+        model = self.model
+        member_key = None if members is None else tuple(members.tolist())
+        key = (member_key, _parameter_versions(model), self.compute_dtype)
+        if key == self._key:
+            return
+        layers = [*model.hidden_layers, model.output_layer]
+        with th.no_grad():
+            if members is None:
+                self._weights = [(layer.weight.to(self.compute_dtype), layer.bias.to(self.compute_dtype)) for layer in layers]
+                self._logvar_bounds = (model.max_logvar.detach(), model.min_logvar.detach())
+            else:
+                self._weights = [
+                    (layer.weight[members].to(self.compute_dtype), layer.bias[members].to(self.compute_dtype)) for layer in layers
+                ]
+                self._logvar_bounds = (model.max_logvar[members].detach(), model.min_logvar[members].detach())
+            # .to() returns the parameter itself when the dtype already matches: detach so no
+            # autograd graph is kept, and clone so a later in-place optimiser step cannot alter
+            # this copy without the version key seeing it.
+            self._weights = [(w.detach().clone(), b.detach().clone()) for w, b in self._weights]
+        self._buffers.clear()
+        self._key = key
+
+    def _layer_buffers(self, n_members: int, n_rows: int, device: th.device) -> List[th.Tensor]:
+        shape = (n_members, n_rows)
+        buffers = self._buffers.get(shape)
+        if buffers is None:
+            buffers = [th.empty(n_members, n_rows, w.shape[-1], dtype=self.compute_dtype, device=device) for w, _ in self._weights]
+            self._buffers[shape] = buffers
+        return buffers
+
+    @th.no_grad()
+    def predict(
+        self, obs: th.Tensor, actions: th.Tensor, members: Optional[th.Tensor] = None
+    ) -> Tuple[th.Tensor, th.Tensor]:
+        """
+        Raw-unit mean and variance of ``[next_obs - obs, reward]``, as :meth:`ProbabilisticEnsemble.predict`
+        gives them, in float32.
+
+        :param obs: ``(E', G, obs_dim)``: ``G`` rows for each of the ``E'`` members used.
+        :param actions: ``(E', G, action_dim)``.
+        :param members: Member indices (``E'`` of them); all members when ``None``.
+        :return: Mean and variance, each ``(E', G, out)``.
+        """
+        model = self.model
+        self._prepare(members)
+        n_members, n_rows = obs.shape[0], obs.shape[1]
+        x = model.normalize_inputs(th.cat([obs, actions], dim=-1)).to(self.compute_dtype)  # (E', G, in)
+        buffers = self._layer_buffers(n_members, n_rows, obs.device)
+        n_hidden = len(buffers) - 1
+        inplace_activation = isinstance(model.activation, nn.SiLU)
+        # float32 on a CPU: one addmm per member beats the batched product by 5-10% (MKL's sgemm
+        # against its batched path, measured at 5 x 2,000 rows x 200 wide); bf16 is the other way round.
+        per_member = obs.device.type == "cpu" and self.compute_dtype == th.float32
+        for i, ((weight, bias), out) in enumerate(zip(self._weights, buffers)):
+            if per_member:
+                for member in range(n_members):
+                    th.addmm(bias[member], x[member], weight[member], out=out[member])  # (G, width)
+                x = out
+            else:
+                x = th.baddbmm(bias, x, weight, out=out)  # (E', G, width)
+            if i < n_hidden:
+                x = F.silu(x, inplace=True) if inplace_activation else model.activation(x)
+        out = x.float()  # (E', G, 2 * out)
+        dim = model.output_dim
+        mean, raw_logvar = out[..., :dim], out[..., dim:]
+        max_lv, min_lv = self._logvar_bounds
+        logvar = max_lv - F.softplus(max_lv - raw_logvar)
+        logvar = min_lv + F.softplus(logvar - min_lv)
+        return mean * model.target_std + model.target_mean, logvar.exp() * model.target_std.pow(2)
