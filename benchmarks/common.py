@@ -74,3 +74,19 @@ def band_plot(ax, curves: List[np.ndarray], xs: np.ndarray, label: str) -> None:
     mean = np.nanmean(stack, axis=0)
     ax.plot(xs, mean, label=label)
     ax.fill_between(xs, np.nanmin(stack, axis=0), np.nanmax(stack, axis=0), alpha=0.2)
+
+
+def random_transitions(env_id: str, n: int, seed: int = 0) -> List[np.ndarray]:
+    """``obs, actions, next_obs, rewards`` (float32 arrays) of ``n`` uniformly random steps of ``env_id``."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    rows = []
+    for _ in range(n):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, next_obs, reward))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return [np.array(column, dtype=np.float32) for column in zip(*rows)]

@@ -20,25 +20,9 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from benchmarks.common import RESULTS, emit
+from benchmarks.common import RESULTS, emit, random_transitions
 
 WORKLOADS = ("plan", "fit", "sac")
-
-
-def _pendulum_data(n: int, seed: int = 0):
-    import gymnasium as gym
-    import numpy as np
-
-    env = gym.make("Pendulum-v1")
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    rows = []
-    for _ in range(n):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        rows.append((obs, action, next_obs, reward))
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return [np.array(column, dtype=np.float32) for column in zip(*rows)]
 
 
 def worker(workload: str, threads: int, repeats: int) -> List[float]:
@@ -48,7 +32,7 @@ def worker(workload: str, threads: int, repeats: int) -> List[float]:
 
     th.set_num_threads(threads)
     th.manual_seed(0)
-    obs, actions, next_obs, rewards = _pendulum_data(1000)
+    obs, actions, next_obs, rewards = random_transitions("Pendulum-v1", 1000)
     if workload == "plan":
         from benchmarks.common import zoo_kwargs
         from sb3_mbrl import PETS
