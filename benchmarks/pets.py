@@ -10,11 +10,13 @@
 
 Prints one JSON line per result and writes benchmarks/results/pets.png. Usage:
     python -m benchmarks.pets [--seeds 0 1 2 3 4] [--tasks pendulum invpend] [--episodes 10] [--algos PETS SAC]
+        [--zoo-file benchmarks/configs/pets_pendulum_fast.yml]
 """
 import argparse
 import statistics
 import time
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 import matplotlib
 
@@ -28,8 +30,12 @@ from benchmarks.common import RESULTS, EpisodeRecorder, band_plot, emit, rl_zoo_
 from sb3_mbrl import PETS  # noqa: E402
 
 
+# --zoo-file: PETS hyperparameters from another file in rl-zoo's format (default: zoo_configs/pets.yml).
+PETS_ZOO_FILE: Optional[Path] = None
+
+
 def run_pets(env_id: str, seed: int, steps: int, stop_at_length: int = 0) -> Dict[str, Any]:
-    model = PETS("MlpPolicy", env_id, seed=seed, **zoo_kwargs("pets", env_id))
+    model = PETS("MlpPolicy", env_id, seed=seed, **zoo_kwargs("pets", env_id, PETS_ZOO_FILE))
     # Time inside the ensemble forward, and each planning call (the policy's own record is
     # cleared at every log dump).
     counter = {"model_s": 0.0, "plan_s": 0.0}
@@ -159,6 +165,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--invpend-budget", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--zoo-file", type=Path, help="PETS hyperparameters (rl-zoo format) instead of zoo_configs/pets.yml")
     parser.add_argument("--plot", default=str(RESULTS / "pets.png"))
     parser.add_argument("--replot", metavar="JSONL", help="only redraw the plot from a results file")
     args = parser.parse_args()
@@ -166,6 +173,8 @@ def main() -> None:
         replot(args.replot, args.plot)
         return
     th.set_num_threads(args.threads)
+    global PETS_ZOO_FILE
+    PETS_ZOO_FILE = args.zoo_file
     records: List[Dict] = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if "pendulum" in args.tasks:
@@ -176,7 +185,7 @@ def main() -> None:
         draw_inverted_pendulum(axes[1], {name: [r["episodes"] for r in results] for name, results in runs.items()})
     fig.tight_layout()
     fig.savefig(args.plot, dpi=100)
-    emit(dict(benchmark="pets", plot=args.plot))
+    emit(dict(benchmark="pets", plot=args.plot, zoo_file=str(args.zoo_file or "zoo_configs/pets.yml")))
 
 
 def draw_pendulum(ax, curves: Dict[str, List[np.ndarray]], seeds: List[int]) -> None:

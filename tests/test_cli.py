@@ -29,6 +29,20 @@ def test_train_and_enjoy_sac_pendulum(tmp_path):
     assert "Episode Reward" in out or "Mean reward" in out
 
 
+def test_pets_evaluation_episodes_run_side_by_side(tmp_path):
+    """The default --n-eval-envs for PETS: one eval env per episode, each episode's own return recorded."""
+    hyperparams = ["--hyperparams", "planner_kwargs:dict(population_size=20,num_elites=4,iterations=1)", "horizon:5",
+                   "model_net_arch:[32,32]", "num_particles:1"]
+    out = _run(["train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "400", "-f", "logs", "--seed", "0",
+                "--eval-freq", "400", "--eval-episodes", "3", *hyperparams], tmp_path)
+    run_dir = tmp_path / "logs" / "pets" / "Pendulum-v1_1"
+    evaluations = np.load(run_dir / "evaluations.npz")
+    assert evaluations["results"].shape == (1, 3)
+    assert (evaluations["ep_lengths"] == 200).all()
+    assert len(set(evaluations["results"][0].round(3))) == 3  # three different episodes, not one three times
+    assert out.count("eval 1/1 at step 400: episode") == 3, out[-3000:]
+
+
 def test_train_argv_defaults():
     argv = train_argv(["--algo", "sac", "--env", "Pendulum-v1", "-n", "1000"])
     assert argv[argv.index("--eval-freq") + 1] == "200"
@@ -38,6 +52,14 @@ def test_train_argv_defaults():
     argv = train_argv(["--algo", "sac", "--env", "Pendulum-v1", "--n-time", "500"])
     assert argv[argv.index("--eval-freq") + 1] == "100"
     assert train_argv(["--algo", "sac", "--env=Pendulum-v1", "-n=500", "--eval-f=-1"]).count("--eval-freq") == 0
+    assert "--n-eval-envs" not in argv  # only planners evaluate their episodes side by side
+    # PETS: one eval env per evaluation episode unless given.
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1"])
+    assert argv[argv.index("--n-eval-envs") + 1] == "5"
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--eval-episodes", "3"])
+    assert argv[argv.index("--n-eval-envs") + 1] == "3"
+    assert train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--n-eval-envs", "1"]).count("--n-eval-envs") == 1
+    assert "--n-eval-envs" not in train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--eval-episodes", "1"])
     # SB3's own algorithms keep rl-zoo's file for tasks our zoo_configs do not cover.
     argv = train_argv(["--algo", "ppo", "--env", "CartPole-v1", "-n", "1000"])
     assert "--conf-file" not in argv

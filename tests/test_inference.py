@@ -131,3 +131,20 @@ def test_bf16_and_fp32_plans_reach_the_same_predicted_return():
     assert (fp32_returns < -1.0).all()  # a real task: the returns are far from 0
     relative = ((bf16_returns - fp32_returns) / fp32_returns.abs()).abs()
     assert relative.max() < 0.01, (fp32_returns, bf16_returns)
+
+
+def test_policy_fitted_flag_follows_fill_and_loaded_state():
+    """MPCPolicy.is_fitted() caches bool(fitted) (no device sync per step) but must see every change."""
+    from sb3_mbrl.pets.policies import MPCPolicy
+
+    env = gym.make("Pendulum-v1")
+    make = lambda: MPCPolicy(env.observation_space, env.action_space, lambda _: 1e-3, net_arch=[8])  # noqa: E731
+    policy, fresh = make(), make()
+    assert not policy.is_fitted()
+    policy.fitted.fill_(True)
+    assert policy.is_fitted()
+    policy.load_state_dict(fresh.state_dict())
+    assert not policy.is_fitted()
+    fresh.fitted.fill_(True)
+    policy.load_state_dict(fresh.state_dict())
+    assert policy.is_fitted()

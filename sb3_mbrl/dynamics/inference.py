@@ -41,7 +41,8 @@ class EnsembleInference:
 
     def _prepare(self, members: Optional[th.Tensor]) -> None:
         model = self.model
-        member_key = None if members is None else tuple(members.tolist())
+        # Identity, not values: reading the indices would sync a GPU at every call.
+        member_key = None if members is None else (members.data_ptr(), members._version, tuple(members.shape))
         key = (member_key, _parameter_versions(model), self.compute_dtype)
         if key == self._key:
             return

@@ -125,6 +125,8 @@ class MPCPolicy(BasePolicy):
             learn_logvar_bounds=learn_logvar_bounds,
         )
         self.register_buffer("fitted", th.tensor(False))
+        self._fitted_key: Optional[Tuple[int, int]] = None  # is_fitted()'s cache
+        self._fitted_value = False
         self._warned_unfitted = False
         self.model_env = ModelEnv(
             self.dynamics,
@@ -212,7 +214,7 @@ class MPCPolicy(BasePolicy):
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """Plan from each observation ``(M, obs_dim)``; return the first actions ``(M, A)``."""
-        if not bool(self.fitted):
+        if not self.is_fitted():
             # Before the first fit PETS acts uniformly at random (its warm-up behaviour), so an
             # EvalCallback during warm-up measures that instead of stopping training.
             if not self._warned_unfitted:
@@ -237,6 +239,16 @@ class MPCPolicy(BasePolicy):
         if self._active_slot == "collect":
             self.planning_ms.append(1000 * (time.perf_counter() - start))
         return first_action
+
+    def is_fitted(self) -> bool:
+        """
+        ``bool(self.fitted)``, read from the tensor only when it changed (a fit's ``fill_``, a loaded
+        state dict): reading a CUDA tensor at every planning step would sync the device each time.
+        """
+        key = (self.fitted.data_ptr(), self.fitted._version)
+        if key != self._fitted_key:
+            self._fitted_key, self._fitted_value = key, bool(self.fitted)
+        return self._fitted_value
 
     def _plan_deterministically(self, obs: th.Tensor) -> th.Tensor:
         """
