@@ -11,6 +11,7 @@ from stable_baselines3 import PPO, SAC
 
 from sb3_mbrl.imitation_learning import (
     DemonstrationError,
+    ExpertBelowLevelError,
     VariableHorizonError,
     collect_demos,
     load_demos,
@@ -19,6 +20,7 @@ from sb3_mbrl.imitation_learning import (
     normalised_score,
     save_demos,
     train_bc,
+    train_expert,
     train_gail,
 )
 from sb3_mbrl.imitation_learning import cli as imitate_cli
@@ -180,8 +182,8 @@ def test_normalised_score():
 def test_cli_pipeline(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["--env", CARTPOLE, "--output-dir", str(out), "--eval-episodes", "2"]
-    imitate_cli.main(["expert", *common, "--expert-steps", "256"])
-    imitate_cli.main(["demos", *common, "--n-episodes", "2"])
+    imitate_cli.main(["expert", *common, "--expert-steps", "256", "--allow-weak-expert"])
+    imitate_cli.main(["demos", *common, "--n-episodes", "2", "--allow-weak-expert"])
     imitate_cli.main(["bc", *common, "--bc-batches", "20", "--n-episodes", "1"])
     # Fewer steps than one default generator round is an error, and nothing is written for it.
     with pytest.raises(SystemExit):
@@ -229,3 +231,45 @@ def test_cli_variable_horizon_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "variable horizon" in err and "--allow-variable-horizon" in err
     assert not (tmp_path / "v1").exists()
+
+
+def test_expert_below_its_level_is_retrained_then_refused():
+    """An expert is evaluated after each round and trains again while below the level; never silently weak."""
+    # 256 PPO steps already balance seals' CartPole for 500 steps from the evaluation seeds: a level
+    # above the maximum makes every round miss.
+    missed = r"after 512 env steps \(2 rounds of 256\), below the expert level 501"
+    with pytest.raises(ExpertBelowLevelError, match=missed) as error:
+        train_expert(CARTPOLE, timesteps=256, min_return=501, max_rounds=2, eval_episodes=2)
+    assert "mean return of" in str(error.value)
+    one_round = train_expert(CARTPOLE, timesteps=256, min_return="auto", max_rounds=2, eval_episodes=2)
+    with pytest.warns(UserWarning, match="below the expert level 501"):
+        two_rounds = train_expert(CARTPOLE, timesteps=256, min_return=501, max_rounds=2, eval_episodes=2, on_miss="warn")
+    assert two_rounds.num_timesteps >= 2 * one_round.num_timesteps  # the second round trained the same model further
+    unchecked = train_expert(CARTPOLE, timesteps=256, min_return=None)
+    assert unchecked.num_timesteps == one_round.num_timesteps
+    with pytest.raises(ValueError, match="min_return must be"):
+        train_expert(CARTPOLE, timesteps=256, min_return="high")
+
+
+def test_cli_refuses_a_weak_expert_and_weak_demos(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--env", CARTPOLE, "--output-dir", str(out), "--eval-episodes", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        imitate_cli.main(["expert", *common, "--expert-steps", "256", "--max-rounds", "1", "--min-return", "501"])
+    assert exit_info.value.code == 2 and "below the expert level 501" in capsys.readouterr().err
+    assert not out.exists()  # nothing written for a refused expert
+    imitate_cli.main(["expert", *common, "--expert-steps", "256", "--min-return", "none"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["expert"]["expert_level"] is None and summary["expert"]["expert_level_met"] is None
+    # Demonstrations of an untrained Pendulum expert (about -1,200) are below its level -200.
+    weak = tmp_path / "weak.zip"
+    untrained(PENDULUM, SAC).save(weak)
+    pendulum = ["--env", PENDULUM, "--output-dir", str(tmp_path / "pendulum"), "--expert", str(weak), "--n-episodes", "2"]
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["demos", *pendulum])
+    assert "below the expert level -200" in capsys.readouterr().err and not (tmp_path / "pendulum").exists()
+    imitate_cli.main(["demos", *pendulum, "--allow-weak-expert"])
+    assert json.loads((tmp_path / "pendulum" / "summary.json").read_text())["demos"]["expert_level"] == -200.0
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["expert", *common, "--min-return", "high"])
+    assert "expected 'auto', 'none' or a number" in capsys.readouterr().err

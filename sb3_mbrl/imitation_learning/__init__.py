@@ -28,11 +28,13 @@ from sb3_mbrl.imitation_learning.evaluation import (
     normalised_score,
     random_return,
 )
-from sb3_mbrl.imitation_learning.experts import load_model, train_expert
+from sb3_mbrl.imitation_learning.experts import EXPERT_LEVELS, ExpertBelowLevelError, expert_level, load_model, train_expert
 from sb3_mbrl.imitation_learning.trainers import gail_defaults, train_bc, train_gail
 
 __all__ = [
+    "EXPERT_LEVELS",
     "DemonstrationError",
+    "ExpertBelowLevelError",
     "Evaluation",
     "ImitationError",
     "RandomPolicy",
@@ -43,6 +45,7 @@ __all__ = [
     "demo_stats",
     "evaluate",
     "evaluate_against",
+    "expert_level",
     "gail_defaults",
     "load_demos",
     "load_model",

@@ -27,6 +27,16 @@ def default_output_dir(env_id: str) -> Path:
     return Path("imitation") / env_id.replace("/", "-")
 
 
+def _min_return_arg(value: str):
+    """``--min-return``: ``auto``, ``none`` or a number."""
+    if value.lower() in ("auto", "none"):
+        return None if value.lower() == "none" else "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or a number, got {value!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sb3-mbrl imitate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("expert", help="train an SB3 expert from zoo_configs")
     common(p)
     p.add_argument("--algo", default=None, help="ppo, sac, ... (default: sac for Box actions, ppo otherwise)")
-    p.add_argument("--expert-steps", type=int, default=None, help="default: n_timesteps of the zoo config")
+    p.add_argument("--expert-steps", type=int, default=None, help="steps per round (default: n_timesteps of the zoo config)")
+    p.add_argument("--min-return", type=_min_return_arg, default="auto",
+                   help="mean return the expert must reach (default 'auto': CartPole 500 / 475, Pendulum -200; 'none': no check)")
+    p.add_argument("--max-rounds", type=int, default=3, help="training rounds of --expert-steps at most while below --min-return")
+    p.add_argument("--allow-weak-expert", action="store_true", help="keep an expert below --min-return (recorded in summary.json)")
 
     p = sub.add_parser("demos", help="collect expert demonstrations")
     common(p)
@@ -53,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-episodes", type=int, default=10)
     p.add_argument("--stochastic", action="store_true", help="sample expert actions instead of its deterministic ones")
     p.add_argument("--allow-variable-horizon", action="store_true", help="accept tasks whose episodes end early")
+    p.add_argument("--allow-weak-expert", action="store_true",
+                   help="keep demonstrations whose mean return is below the task's expert level")
 
     for name, help_text in (("bc", "behavioural cloning"), ("gail", "GAIL")):
         p = sub.add_parser(name, help=help_text)
@@ -106,12 +122,17 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         if args.command == "expert":
             algo = (args.algo or experts.default_expert_algo(args.env)).lower()
             _, zoo_steps, _, _ = experts.expert_kwargs(algo, args.env)
-            model = experts.train_expert(args.env, algo=algo, timesteps=args.expert_steps, seed=args.seed, device=args.device)
+            level = experts.resolve_min_return(args.env, args.min_return)
+            model = experts.train_expert(
+                args.env, algo=algo, timesteps=args.expert_steps, seed=args.seed, device=args.device,
+                min_return=level, max_rounds=args.max_rounds, on_miss="warn" if args.allow_weak_expert else "raise",
+            )
             model.save(stage / EXPERT_FILE)
             mean, std = evaluation.evaluate(model, args.env, n_episodes=args.eval_episodes, seed=args.seed)
             rand, _ = evaluation.random_return(args.env, n_episodes=args.eval_episodes, seed=args.seed)
-            entry.update(algo=algo, timesteps=args.expert_steps or zoo_steps, path=EXPERT_FILE,
-                         mean_return=mean, std_return=std, random_return=rand)
+            entry.update(algo=algo, timesteps=model.num_timesteps, steps_per_round=args.expert_steps or zoo_steps,
+                         path=EXPERT_FILE, mean_return=mean, std_return=std, random_return=rand, expert_level=level,
+                         expert_level_met=None if level is None else bool(mean >= level))
         elif args.command == "demos":
             path = args.expert or output_dir / EXPERT_FILE
             if not Path(path).is_file():
@@ -123,8 +144,16 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 expert, args.env, args.n_episodes, seed=args.seed, deterministic=not args.stochastic,
                 allow_variable_horizon=args.allow_variable_horizon,
             )
+            stats = demos_mod.demo_stats(trajs)
+            level = experts.expert_level(args.env)
+            if level is not None and stats["return_mean"] < level and not args.allow_weak_expert:
+                raise ImitationError(
+                    f"The demonstrations of {path} have a mean return of {stats['return_mean']:.1f}, below the expert level "
+                    f"{level:g} of {args.env}: imitating them would not learn the task. Train a better expert "
+                    "(`sb3-mbrl imitate expert` retrains until the level) or pass --allow-weak-expert"
+                )
             demos_mod.save_demos(trajs, stage / DEMOS_DIR)
-            entry.update(demos_mod.demo_stats(trajs), path=DEMOS_DIR, expert=str(path), deterministic=not args.stochastic)
+            entry.update(stats, path=DEMOS_DIR, expert=str(path), deterministic=not args.stochastic, expert_level=level)
         else:
             demos_path = args.demos or output_dir / DEMOS_DIR
             trajs = demos_mod.load_demos(demos_path, env_id=args.env, n_episodes=args.n_episodes)
