@@ -46,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # Per task: expert steps (zoo config's n_timesteps unless overridden) and GAIL generator steps.
 TASKS: Dict[str, Dict[str, Any]] = {
-    "seals/CartPole-v0": {"expert_steps": None, "gail_steps": 250_000},
+    "seals/CartPole-v0": {"expert_steps": None, "gail_steps": 300_000},
     "Pendulum-v1": {"expert_steps": 10_000, "gail_steps": 122_880},
 }
 
