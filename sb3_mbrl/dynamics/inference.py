@@ -47,19 +47,15 @@ class EnsembleInference:
         if key == self._key:
             return
         layers = [*model.hidden_layers, model.output_layer]
+        select = (lambda t: t) if members is None else (lambda t: t[members])  # noqa: E731
         with th.no_grad():
-            if members is None:
-                self._weights = [(layer.weight.to(self.compute_dtype), layer.bias.to(self.compute_dtype)) for layer in layers]
-                self._logvar_bounds = (model.max_logvar.detach(), model.min_logvar.detach())
-            else:
-                self._weights = [
-                    (layer.weight[members].to(self.compute_dtype), layer.bias[members].to(self.compute_dtype)) for layer in layers
-                ]
-                self._logvar_bounds = (model.max_logvar[members].detach(), model.min_logvar[members].detach())
-            # .to() returns the parameter itself when the dtype already matches: detach so no
-            # autograd graph is kept, and clone so a later in-place optimiser step cannot alter
-            # this copy without the version key seeing it.
-            self._weights = [(w.detach().clone(), b.detach().clone()) for w, b in self._weights]
+            # copy=True: with the dtype unchanged .to() would return the parameter itself, which a
+            # later in-place optimiser step would alter behind the version key.
+            self._weights = [
+                (select(layer.weight).to(self.compute_dtype, copy=True), select(layer.bias).to(self.compute_dtype, copy=True))
+                for layer in layers
+            ]
+            self._logvar_bounds = (select(model.max_logvar).detach().clone(), select(model.min_logvar).detach().clone())
         self._buffers.clear()
         self._key = key
 

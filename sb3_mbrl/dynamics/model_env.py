@@ -46,6 +46,13 @@ def check_transition_fn_outputs(
             )
 
 
+def _inverse_permutation(perm: th.Tensor) -> th.Tensor:
+    """``position`` with ``position[perm[k]] = k``: where each row went when sorted by ``perm``."""
+    position = th.empty_like(perm)
+    position[perm] = th.arange(perm.shape[0], device=perm.device)
+    return position
+
+
 class ModelEnv:
     """
     Steps many states at once through the elite members of an ensemble.
@@ -122,11 +129,8 @@ class ModelEnv:
         """Elite member (index into the ensemble) that ``fixed_model`` uses for each row ``(B,)``."""
         if self._fixed_perm is None or self._fixed_perm.shape[0] < batch_size:
             raise RuntimeError("Call reset(batch_size) before using fixed_model propagation")
-        n_elites = self.model.num_elites
-        group_size = self._fixed_perm.shape[0] // n_elites
-        position = th.empty_like(self._fixed_perm)
-        position[self._fixed_perm] = th.arange(self._fixed_perm.shape[0], device=self.device)
-        return self.model.elite_indices[position[:batch_size] // group_size]
+        group_size = self._fixed_perm.shape[0] // self.model.num_elites
+        return self.model.elite_indices[_inverse_permutation(self._fixed_perm)[:batch_size] // group_size]
 
     def _members(self) -> Optional[th.Tensor]:
         """The elites' indices, or ``None`` when every member is an elite (nothing to gather)."""
@@ -310,6 +314,4 @@ class ModelEnv:
             return self._transition(obs, step_actions, self.predict_delta_grouped(obs, step_actions, perm, n_rows))
 
         total = self._rollout(obs, actions_by_step, grouped_step)  # (B',) in grouped order
-        position = th.empty_like(perm)
-        position[perm] = th.arange(perm.shape[0], device=perm.device)
-        return total[position[:n_rows]]
+        return total[_inverse_permutation(perm)[:n_rows]]
