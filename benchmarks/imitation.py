@@ -35,6 +35,7 @@ from sb3_mbrl.imitation_learning import (  # noqa: E402
     collect_demos,
     evaluate,
     expert_level,
+    gail_config_for,
     normalised_score,
     random_return,
     train_bc,
@@ -92,9 +93,8 @@ def run_task(env_id: str, seed: int, args: argparse.Namespace) -> List[Dict[str,
         record(f"bc_{n}", mean, std, time.time() - start, demo_episodes=n, n_batches=args.bc_batches)
 
     start = time.time()
-    config = args.gail_config.get(env_id, {})
-    gail = train_gail(demos, env_id, timesteps=gail_steps, seed=seed,
-                      gen_kwargs=config.get("gen"), disc_kwargs=config.get("disc"))
+    config = gail_config_for(args.gail_config, env_id)
+    gail = train_gail(demos, env_id, timesteps=gail_steps, seed=seed, gen_kwargs=config["gen"], disc_kwargs=config["disc"])
     mean, std = evaluate(gail, env_id, n_episodes=args.eval_episodes, seed=seed)
     record(f"gail_{args.demo_episodes}", mean, std, time.time() - start, demo_episodes=args.demo_episodes,
            generator_steps=int(gail.num_timesteps), gail_overrides=config)

@@ -12,8 +12,10 @@ from stable_baselines3 import PPO, SAC
 from sb3_mbrl.imitation_learning import (
     DemonstrationError,
     ExpertBelowLevelError,
+    ImitationError,
     VariableHorizonError,
     collect_demos,
+    gail_config_for,
     load_demos,
     load_model,
     make_venv,
@@ -273,3 +275,57 @@ def test_cli_refuses_a_weak_expert_and_weak_demos(tmp_path, capsys):
     with pytest.raises(SystemExit):
         imitate_cli.main(["expert", *common, "--min-return", "high"])
     assert "expected 'auto', 'none' or a number" in capsys.readouterr().err
+
+
+def test_gail_progress_per_round(tmp_path, capsys, pendulum_demos):
+    """GAIL records each round's discriminator and generator statistics and the true return on the SB3 logger."""
+    gen = dict(TINY_GAIL, n_steps=256)  # 2 envs x 256 steps: one 200-step episode ends in each env per round
+    rounds = []
+    train_gail(pendulum_demos, PENDULUM, timesteps=1024, seed=0, gen_kwargs=gen, disc_kwargs=TINY_DISC,
+               log_dir=tmp_path / "log", callback=rounds.append, verbose=1)
+    assert rounds == [0, 1]
+    table = capsys.readouterr().out
+    assert "acc_expert" in table and "ep_rew_mean" in table
+    import pandas as pd
+
+    progress = pd.read_csv(tmp_path / "log" / "progress.csv")
+    assert progress["time/round"].tolist() == [1, 2] and progress["time/total_timesteps"].tolist() == [512, 1024]
+    assert progress["rollout/n_episodes"].tolist() == [2, 2]
+    # The true Pendulum return (rewards in [-16.3, 0] per step), not the discriminator's reward.
+    assert ((progress["rollout/ep_rew_mean"] < -10) & (progress["rollout/ep_rew_mean"] > -16.3 * 200)).all()
+    for key in ("disc/acc_expert", "disc/acc_gen", "disc/acc"):
+        assert progress[key].between(0, 1).all()
+    assert (progress["disc/loss"] > 0).all() and progress["gen/value_loss"].notna().all()
+    # imitation's own logs go beside it, not over it.
+    assert (tmp_path / "log" / "imitation" / "progress.csv").is_file()
+    train_gail(pendulum_demos, PENDULUM, timesteps=512, seed=0, gen_kwargs=gen, disc_kwargs=TINY_DISC)
+    assert capsys.readouterr().out == ""  # verbose=0 and no log_dir: quiet
+
+
+def test_gail_config_for():
+    direct = {"disc": {"n_disc_updates_per_round": 2}}
+    assert gail_config_for(direct, PENDULUM) == {"gen": {}, "disc": {"n_disc_updates_per_round": 2}}
+    keyed = {PENDULUM: {"gen": {"n_envs": 2}}, CARTPOLE: direct}
+    assert gail_config_for(keyed, PENDULUM) == {"gen": {"n_envs": 2}, "disc": {}}
+    assert gail_config_for(keyed, "CartPole-v1") == {"gen": {}, "disc": {}}
+    with pytest.raises(ImitationError, match="unknown keys"):
+        gail_config_for({PENDULUM: {"generator": {}}}, PENDULUM)
+    repo_config = json.loads((Path(__file__).parent.parent / "benchmarks/configs/imitation_gail.json").read_text())
+    assert gail_config_for(repo_config, PENDULUM)["disc"]["n_disc_updates_per_round"] == 4
+
+
+def test_cli_gail_knobs_and_progress(tmp_path, capsys, cartpole_demos):
+    out = tmp_path / "run"
+    save_demos(cartpole_demos, out / "demos")
+    config = tmp_path / "gail.json"
+    config.write_text(json.dumps({CARTPOLE: {"gen": TINY_GAIL, "disc": TINY_DISC}}))
+    common = ["--env", CARTPOLE, "--output-dir", str(out), "--eval-episodes", "1"]
+    imitate_cli.main(["gail", *common, "--gail-steps", "256", "--gail-config", str(config),
+                      "--n-disc-updates-per-round", "2", "--disc-lr", "1e-4", "--verbose", "0"])
+    entry = json.loads((out / "summary.json").read_text())["gail"]
+    assert entry["gail_overrides"]["disc"] == {**TINY_DISC, "n_disc_updates_per_round": 2, "disc_opt_kwargs": {"lr": 1e-4}}
+    assert entry["gail_overrides"]["gen"] == TINY_GAIL and entry["progress"] == "gail_log/progress.csv"
+    assert len((out / "gail_log" / "progress.csv").read_text().strip().splitlines()) == 1 + 2  # header, 2 rounds
+    with pytest.raises(SystemExit):
+        imitate_cli.main(["gail", *common, "--gail-config", str(tmp_path / "missing.json")])
+    assert "No GAIL config at" in capsys.readouterr().err

@@ -29,7 +29,8 @@ from sb3_mbrl.imitation_learning.evaluation import (
     random_return,
 )
 from sb3_mbrl.imitation_learning.experts import EXPERT_LEVELS, ExpertBelowLevelError, expert_level, load_model, train_expert
-from sb3_mbrl.imitation_learning.trainers import gail_defaults, train_bc, train_gail
+from sb3_mbrl.imitation_learning.progress import GAILProgress
+from sb3_mbrl.imitation_learning.trainers import gail_config_for, gail_defaults, train_bc, train_gail
 
 __all__ = [
     "EXPERT_LEVELS",
@@ -46,7 +47,9 @@ __all__ = [
     "evaluate",
     "evaluate_against",
     "expert_level",
+    "gail_config_for",
     "gail_defaults",
+    "GAILProgress",
     "load_demos",
     "load_model",
     "make_venv",

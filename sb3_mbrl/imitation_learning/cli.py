@@ -12,6 +12,7 @@ EXPERT_FILE = "expert.zip"
 DEMOS_DIR = "demos"
 POLICY_FILES = {"bc": "bc_policy.zip", "gail": "gail_policy.zip"}
 SUMMARY_FILE = "summary.json"
+GAIL_LOG_DIR = "gail_log"
 
 DESCRIPTION = """Imitation learning with `imitation` 1.0.1, one output folder per task:
   expert  train an SB3 expert (PPO or SAC, hyperparameters from zoo_configs)  -> expert.zip
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--batch-size", type=int, default=64)
         else:
             p.add_argument("--gail-steps", type=int, default=300_000, help="generator environment steps")
+            p.add_argument("--gail-config", type=Path, default=None,
+                           help='JSON of overrides, {"gen": {PPO / n_envs}, "disc": {GAIL}}, or such entries keyed by '
+                                'env id (as benchmarks/configs/imitation_gail.json); defaults: trainers.gail_defaults')
+            p.add_argument("--n-disc-updates-per-round", type=int, default=None, help="discriminator updates per round")
+            p.add_argument("--disc-lr", type=float, default=None, help="discriminator Adam learning rate")
+            p.add_argument("--demo-batch-size", type=int, default=None, help="expert transitions per discriminator update")
+            p.add_argument("--verbose", type=int, default=1,
+                           help="1: a progress table per round (also written to OUTPUT_DIR/gail_log/progress.csv); 0: none")
             p.add_argument("--allow-variable-horizon", action="store_true", help="accept tasks whose episodes end early")
     return parser
 
@@ -105,6 +114,23 @@ def _expert_return(args, output_dir: Path, summary: Dict[str, Any], demos) -> Di
         mean, _ = evaluate(load_model(path, device=args.device), args.env, n_episodes=args.eval_episodes, seed=args.seed)
         return {"expert_return": mean, "expert_return_source": str(path)}
     return {"expert_return": demo_stats(demos)["return_mean"], "expert_return_source": "demonstrations"}
+
+
+def _gail_overrides(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    """GAIL's overrides: ``--gail-config`` (for ``--env`` when keyed by env id), then the single flags."""
+    from sb3_mbrl.imitation_learning.trainers import gail_config_for
+
+    if args.gail_config is not None and not args.gail_config.is_file():
+        raise ImitationError(f"No GAIL config at {args.gail_config}")
+    overrides = gail_config_for(read_json(args.gail_config) if args.gail_config else {}, args.env)
+    disc = overrides["disc"]
+    if args.n_disc_updates_per_round is not None:
+        disc["n_disc_updates_per_round"] = args.n_disc_updates_per_round
+    if args.demo_batch_size is not None:
+        disc["demo_batch_size"] = args.demo_batch_size
+    if args.disc_lr is not None:
+        disc["disc_opt_kwargs"] = {**disc.get("disc_opt_kwargs", {}), "lr": args.disc_lr}
+    return overrides
 
 
 def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -162,9 +188,12 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                                           batch_size=args.batch_size, device=args.device)
                 entry.update(n_batches=args.bc_batches, batch_size=args.batch_size)
             else:
+                overrides = _gail_overrides(args)
                 model = trainers.train_gail(trajs, args.env, timesteps=args.gail_steps, seed=args.seed,
-                                            allow_variable_horizon=args.allow_variable_horizon, device=args.device)
-                entry.update(gail_steps=args.gail_steps)
+                                            gen_kwargs=overrides["gen"], disc_kwargs=overrides["disc"],
+                                            allow_variable_horizon=args.allow_variable_horizon, device=args.device,
+                                            log_dir=stage / GAIL_LOG_DIR, verbose=args.verbose)
+                entry.update(gail_steps=args.gail_steps, gail_overrides=overrides, progress=f"{GAIL_LOG_DIR}/progress.csv")
             model.save(stage / POLICY_FILES[args.command])
             reference = _expert_return(args, output_dir, summary, trajs)
             result = evaluation.evaluate_against(

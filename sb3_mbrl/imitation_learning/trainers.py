@@ -1,6 +1,7 @@
 """BC and GAIL through `imitation`, each returning an SB3 ``PPO`` model that holds the learned policy."""
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +18,7 @@ from sb3_mbrl.imitation_learning.common import (
     variable_horizon_message,
 )
 from sb3_mbrl.imitation_learning.demos import DemonstrationError, check_demos_match_spaces
+from sb3_mbrl.imitation_learning.progress import GAILProgress, make_progress_logger
 
 
 def _quiet_logger(log_dir: Optional[PathLike] = None):
@@ -116,6 +118,20 @@ def gail_defaults(action_space: gym.Space) -> Dict[str, Dict[str, Any]]:
     return {"gen": dict(gen), "disc": {key: dict(v) if isinstance(v, dict) else v for key, v in disc.items()}}
 
 
+def gail_config_for(config: Dict[str, Any], env_id: str) -> Dict[str, Dict[str, Any]]:
+    """
+    The ``{"gen": ..., "disc": ...}`` overrides of a GAIL config (copies): ``config`` holds them
+    directly or keyed by env id (then ``env_id``'s entry, empty when it has none).
+    """
+    if not isinstance(config, dict):
+        raise ImitationError(f"A GAIL config is a JSON object, got {type(config).__name__}")
+    entry = config if set(config) <= {"gen", "disc"} else config.get(env_id, {})
+    unknown = set(entry) - {"gen", "disc"}
+    if unknown:
+        raise ImitationError(f"GAIL config entry for {env_id} has unknown keys {sorted(unknown)}: expected 'gen' and 'disc'")
+    return {"gen": dict(entry.get("gen") or {}), "disc": dict(entry.get("disc") or {})}
+
+
 def train_gail(
     demos: Sequence[Trajectory],
     env_id: str,
@@ -127,7 +143,8 @@ def train_gail(
     allow_variable_horizon: bool = False,
     device: str = "auto",
     log_dir: Optional[PathLike] = None,
-    callback=None,
+    callback: Optional[Callable[[int], None]] = None,
+    verbose: int = 0,
 ) -> PPO:
     """
     GAIL with ``imitation.algorithms.adversarial.gail.GAIL``: a PPO generator and a
@@ -139,7 +156,11 @@ def train_gail(
         defaults from ``gail_defaults``
     :param disc_kwargs: overrides of ``demo_batch_size``, ``gen_replay_buffer_capacity``,
         ``n_disc_updates_per_round``, ``disc_opt_kwargs`` ...
-    :param callback: ``callback(round)`` called by imitation after each round
+    :param log_dir: where to write ``progress.csv`` (one row per round, the keys of
+        ``progress.ROUND_MEANS`` and the generator's true return) and imitation's own logs
+        (under ``imitation/``); nothing is written when ``None``
+    :param callback: ``callback(round)`` called after each round, once its progress is recorded
+    :param verbose: 1 prints each round's progress as a table (SB3's stdout logger)
     :return: the generator, an SB3 ``PPO`` model (save with ``model.save``)
     """
     from imitation.algorithms.adversarial.gail import GAIL
@@ -177,11 +198,13 @@ def train_gail(
         gen_algo=learner,
         reward_net=reward_net,
         allow_variable_horizon=allow_variable_horizon,
-        custom_logger=_quiet_logger(log_dir),
+        custom_logger=_quiet_logger(None if log_dir is None else Path(log_dir) / "imitation"),
         **disc,
     )
+    progress = GAILProgress(trainer, venv, n_rounds=int(timesteps) // trainer.gen_train_timesteps,
+                            logger=make_progress_logger(verbose, log_dir), callback=callback)
     try:
-        trainer.train(int(timesteps), callback=callback)
+        trainer.train(int(timesteps), callback=progress)
     except ValueError as error:
         if "Episodes of different length" in str(error):
             raise VariableHorizonError(variable_horizon_message(env_id, [])) from error
