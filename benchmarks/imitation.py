@@ -32,6 +32,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.modules.pop("imitation", None) if getattr(sys.modules.get("imitation"), "__file__", "") == __file__ else None
 
 from sb3_mbrl.imitation_learning import (  # noqa: E402
+    bc_settings,
     collect_demos,
     evaluate,
     expert_level,
@@ -86,11 +87,13 @@ def run_task(env_id: str, seed: int, args: argparse.Namespace) -> List[Dict[str,
     demo_wall = time.time() - start
     demo_return = float(np.mean([traj.rews.sum() for traj in demos]))
 
+    bc_config = bc_settings(expert.action_space, args.bc_batches, args.bc_net_arch)
     for n in sorted({1, args.demo_episodes}):
         start = time.time()
-        bc = train_bc(demos[:n], env_id, seed=seed, n_batches=args.bc_batches)
+        bc = train_bc(demos[:n], env_id, seed=seed, **bc_config)
         mean, std = evaluate(bc, env_id, n_episodes=args.eval_episodes, seed=seed)
-        record(f"bc_{n}", mean, std, time.time() - start, demo_episodes=n, n_batches=args.bc_batches)
+        record(f"bc_{n}", mean, std, time.time() - start, demo_episodes=n, n_batches=bc_config["n_batches"],
+               net_arch=list(bc_config["net_arch"]))
 
     start = time.time()
     config = gail_config_for(args.gail_config, env_id)
@@ -159,7 +162,8 @@ def main(argv=None) -> None:
     parser.add_argument("--gail-config", type=Path, default=None,
                         help='JSON file {task: {"gen": {...}, "disc": {...}}} overriding train_gail defaults')
     parser.add_argument("--demo-episodes", type=int, default=10)
-    parser.add_argument("--bc-batches", type=int, default=3000)
+    parser.add_argument("--bc-batches", type=int, default=None, help="BC gradient steps (default: bc_defaults per action space)")
+    parser.add_argument("--bc-net-arch", type=int, nargs="+", default=None, help="BC policy layers (default: bc_defaults)")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--output", type=Path, default=RESULTS / "imitation.jsonl")
     parser.add_argument("--plot", type=Path, default=RESULTS / "imitation.png")

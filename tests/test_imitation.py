@@ -4,12 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO, SAC
 
 from sb3_mbrl.imitation_learning import (
+    bc_defaults,
+    bc_settings,
     DemonstrationError,
     ExpertBelowLevelError,
     ImitationError,
@@ -153,6 +156,19 @@ def test_bc_smoke_and_safe_reload(tmp_path, env_id, cartpole_demos, pendulum_dem
     np.testing.assert_allclose(reloaded.predict(obs, deterministic=True)[0], expected, rtol=1e-5, atol=1e-6)
 
 
+def test_bc_defaults_per_action_space(pendulum_demos, cartpole_demos):
+    """Box actions get the wider policy (the Pendulum swing-up needs it), Discrete keeps (64, 64); arguments win."""
+    assert bc_defaults(gym.spaces.Box(-1, 1, (1,))) == {"n_batches": 10_000, "net_arch": (256, 256)}
+    assert bc_settings(gym.spaces.Discrete(2), n_batches=5, net_arch=[8]) == {"n_batches": 5, "net_arch": (8,)}
+
+    def widths(model):
+        return [layer.out_features for layer in model.policy.mlp_extractor.policy_net if hasattr(layer, "out_features")]
+
+    assert widths(train_bc(pendulum_demos, PENDULUM, n_batches=1)) == [256, 256]
+    assert widths(train_bc(cartpole_demos, CARTPOLE, n_batches=1)) == [64, 64]
+    assert widths(train_bc(pendulum_demos, PENDULUM, n_batches=1, net_arch=[32])) == [32]
+
+
 def test_bc_learns_expert_actions(cartpole_demos):
     """BC reproduces a deterministic expert's actions on its own states (imitation: BC improves after 1 epoch)."""
     model = train_bc(cartpole_demos, CARTPOLE, seed=0, n_batches=300)
@@ -195,6 +211,7 @@ def test_cli_pipeline(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_id"] == CARTPOLE and set(summary) == {"env_id", "expert", "demos", "bc"}
     assert summary["demos"]["n_episodes"] == 2 and summary["bc"]["n_demo_episodes"] == 1
+    assert summary["bc"]["n_batches"] == 20 and summary["bc"]["net_arch"] == [64, 64]  # Discrete: bc_defaults' layers
     assert summary["bc"]["expert_return_source"].endswith("expert.zip")
     assert {"mean_return", "random_return", "expert_return", "normalised_score"} <= set(summary["bc"])
     assert isinstance(PPO.load(out / "bc_policy.zip"), PPO) and isinstance(load_model(out / "expert.zip"), PPO)

@@ -30,7 +30,14 @@ from sb3_mbrl.imitation_learning.evaluation import (
 )
 from sb3_mbrl.imitation_learning.experts import EXPERT_LEVELS, ExpertBelowLevelError, expert_level, load_model, train_expert
 from sb3_mbrl.imitation_learning.progress import GAILProgress
-from sb3_mbrl.imitation_learning.trainers import gail_config_for, gail_defaults, train_bc, train_gail
+from sb3_mbrl.imitation_learning.trainers import (
+    bc_defaults,
+    bc_settings,
+    gail_config_for,
+    gail_defaults,
+    train_bc,
+    train_gail,
+)
 
 __all__ = [
     "EXPERT_LEVELS",
@@ -40,6 +47,8 @@ __all__ = [
     "ImitationError",
     "RandomPolicy",
     "VariableHorizonError",
+    "bc_defaults",
+    "bc_settings",
     "check_demos_match_spaces",
     "check_fixed_horizon",
     "collect_demos",

@@ -79,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--expert", type=Path, default=None,
                        help=f"expert for the normalised score (default: OUTPUT_DIR/{EXPERT_FILE} if any, else the demos' return)")
         if name == "bc":
-            p.add_argument("--bc-batches", type=int, default=3000, help="gradient steps")
+            p.add_argument("--bc-batches", type=int, default=None,
+                           help="gradient steps (default: 10,000 for Box actions, 3,000 otherwise; trainers.bc_defaults)")
+            p.add_argument("--bc-net-arch", type=int, nargs="+", default=None,
+                           help="policy hidden layers (default: 256 256 for Box actions, 64 64 otherwise)")
             p.add_argument("--batch-size", type=int, default=64)
         else:
             p.add_argument("--gail-steps", type=int, default=300_000, help="generator environment steps")
@@ -184,9 +187,14 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             demos_path = args.demos or output_dir / DEMOS_DIR
             trajs = demos_mod.load_demos(demos_path, env_id=args.env, n_episodes=args.n_episodes)
             if args.command == "bc":
-                model = trainers.train_bc(trajs, args.env, seed=args.seed, n_batches=args.bc_batches,
-                                          batch_size=args.batch_size, device=args.device)
-                entry.update(n_batches=args.bc_batches, batch_size=args.batch_size)
+                from sb3_mbrl.imitation_learning.common import make_env
+
+                probe = make_env(args.env)
+                settings = trainers.bc_settings(probe.action_space, args.bc_batches, args.bc_net_arch)
+                probe.close()
+                model = trainers.train_bc(trajs, args.env, seed=args.seed, batch_size=args.batch_size,
+                                          device=args.device, **settings)
+                entry.update(n_batches=settings["n_batches"], net_arch=list(settings["net_arch"]), batch_size=args.batch_size)
             else:
                 overrides = _gail_overrides(args)
                 model = trainers.train_gail(trajs, args.env, timesteps=args.gail_steps, seed=args.seed,

@@ -42,14 +42,39 @@ def _check_demos(demos: Sequence[Trajectory], observation_space: gym.Space, acti
 # BC
 
 
+# BC defaults per action space. Box (Pendulum-v1, 10 demos, seeds 0-3): a (64, 64) policy for 3,000
+# steps scored 0.78 / 0.67 / 0.96 / 0.78 of the expert, (256, 256) for 10,000 steps 0.95 / 0.99 /
+# 0.99 / 1.00; (64, 64) for 20,000 steps or (256, 256) at lr 3e-4 did not (0.76, 0.80 on seed 0).
+# The swing-up needs the capacity: small errors near the top compound over the 200 steps.
+BC_DISCRETE: Dict[str, Any] = dict(n_batches=3000, net_arch=(64, 64))
+BC_BOX: Dict[str, Any] = dict(n_batches=10_000, net_arch=(256, 256))
+
+
+def bc_defaults(action_space: gym.Space) -> Dict[str, Any]:
+    """The default BC gradient steps and policy layers for an action space (a copy)."""
+    return dict(BC_BOX if isinstance(action_space, gym.spaces.Box) else BC_DISCRETE)
+
+
+def bc_settings(
+    action_space: gym.Space, n_batches: Optional[int] = None, net_arch: Optional[Sequence[int]] = None
+) -> Dict[str, Any]:
+    """``n_batches`` and ``net_arch`` as given, ``bc_defaults`` where ``None``."""
+    settings = bc_defaults(action_space)
+    if n_batches is not None:
+        settings["n_batches"] = int(n_batches)
+    if net_arch is not None:
+        settings["net_arch"] = tuple(int(width) for width in net_arch)
+    return settings
+
+
 def train_bc(
     demos: Sequence[Trajectory],
     env_id: str,
     seed: int = 0,
-    n_batches: int = 3000,
+    n_batches: Optional[int] = None,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
-    net_arch: Sequence[int] = (64, 64),
+    net_arch: Optional[Sequence[int]] = None,
     ent_weight: float = 1e-3,
     l2_weight: float = 0.0,
     device: str = "auto",
@@ -62,10 +87,14 @@ def train_bc(
     result is an ordinary SB3 model: ``model.predict``, ``evaluate_policy``, ``model.save(path)``
     and ``PPO.load(path)`` (safe with torch >= 2.6), and it can be fine-tuned with ``model.learn``.
 
-    :param n_batches: gradient steps (the same number whatever the amount of data)
+    :param n_batches: gradient steps (the same number whatever the amount of data); default
+        from ``bc_defaults`` for the action space
+    :param net_arch: hidden layers of the policy (and its unused value net); default from ``bc_defaults``
     """
     venv = make_venv(env_id, n_envs=1, seed=seed, rollout_info=False)
     _check_demos(demos, venv.observation_space, venv.action_space)
+    settings = bc_settings(venv.action_space, n_batches, net_arch)
+    n_batches, net_arch = settings["n_batches"], settings["net_arch"]
     from imitation.algorithms import bc
 
     model = PPO("MlpPolicy", venv, seed=seed, device=device, policy_kwargs={"net_arch": list(net_arch)})
