@@ -49,7 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Per task: expert steps (zoo config's n_timesteps unless overridden) and GAIL generator steps.
 TASKS: Dict[str, Dict[str, Any]] = {
     "seals/CartPole-v0": {"expert_steps": None, "gail_steps": 300_000},
-    "Pendulum-v1": {"expert_steps": 10_000, "gail_steps": 122_880},
+    "Pendulum-v1": {"expert_steps": 10_000, "gail_steps": 368_640},  # 90 rounds of 4 x 1,024
 }
 
 
