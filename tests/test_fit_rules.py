@@ -118,16 +118,18 @@ def test_max_seconds_ends_a_fit():
 
 @pytest.mark.parametrize("algo_class", [PETS, MBPO])
 def test_algorithms_pass_the_fit_knobs_and_keep_them_on_load(tmp_path, algo_class):
-    kwargs = dict(ensemble_size=2, model_net_arch=[16], model_min_updates=7, model_max_fit_seconds=30.0)
+    kwargs = dict(ensemble_size=2, model_net_arch=[16], model_min_updates=7, model_max_fit_seconds=30.0,
+                  model_lr_warmup_updates=25)
     if algo_class is PETS:
         kwargs.update(horizon=3, num_particles=2, planner_kwargs=dict(population_size=8, num_elites=2, iterations=1))
     else:
         kwargs.update(num_elites=1, rollout_batch_size=8)
     model = algo_class("MlpPolicy", "Pendulum-v1", **kwargs)
-    assert (model.model_trainer.min_updates, model.model_trainer.max_seconds) == (7, 30.0)
+    assert (model.model_trainer.min_updates, model.model_trainer.max_seconds, model.model_trainer.lr_warmup_updates) == (7, 30.0, 25)
     model.save(tmp_path / "model.zip")
     loaded = algo_class.load(tmp_path / "model.zip")
-    assert (loaded.model_trainer.min_updates, loaded.model_trainer.max_seconds) == (7, 30.0)
+    assert (loaded.model_trainer.min_updates, loaded.model_trainer.max_seconds, loaded.model_trainer.lr_warmup_updates) == (7, 30.0, 25)
+    assert algo_class("MlpPolicy", "Pendulum-v1", **{**kwargs, "model_lr_warmup_updates": 0}).model_trainer.lr_warmup_updates == 0
 
 
 def test_each_fit_starts_adam_afresh_unless_told_not_to():
@@ -161,3 +163,40 @@ def test_any_improvement_on_the_start_is_kept_and_the_threshold_applies_between_
     assert metrics["members_improved"] == 3
     # Between trained candidates the 50% threshold holds: no 50% gain in a few epochs, so patience stops it early.
     assert metrics["stop_reason"] == "patience"
+
+
+class _RecordingAdam(th.optim.Adam):
+    """Adam that records its learning rate at every step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lrs = []
+
+    def step(self, closure=None):
+        self.lrs.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_lr_warmup_ramps_each_fit_then_restores_the_rate():
+    data = _pendulum_like(300, seed=0)
+    model = _model()
+    adam = _RecordingAdam(model.parameters(), lr=1e-3)
+    trainer = EnsembleTrainer(model, optimizer=adam, lr_warmup_updates=4, min_updates=10)
+    for _ in range(2):  # every fit ramps again, from its own start
+        adam.lrs.clear()
+        trainer.fit(*data)
+        np.testing.assert_allclose(adam.lrs[:6], [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+        assert adam.param_groups[0]["lr"] == 1e-3
+    adam.lrs.clear()
+    EnsembleTrainer(model, optimizer=adam, min_updates=10).fit(*data)  # the default: no ramp
+    assert set(adam.lrs) == {1e-3}
+    # A fit that fails inside the ramp leaves the optimiser's rate as it was.
+
+    def fail(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        EnsembleTrainer(model, optimizer=adam, lr_warmup_updates=1000).fit(*data, epoch_callback=fail)
+    assert adam.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="lr_warmup_updates"):
+        EnsembleTrainer(_model(), lr_warmup_updates=-1)

@@ -28,9 +28,10 @@ def env_steps_per_second(algo: BaseAlgorithm) -> float:
 def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **kwargs: Any) -> EnsembleTrainer:
     """
     The trainer of an algorithm's ensemble, from its ``model_batch_size``, ``model_holdout_ratio``,
-    ``model_epochs``, ``model_patience``, ``model_min_updates`` and ``model_max_fit_seconds`` (PETS
-    and MBPO use the same names). SB3's ``load()`` builds the algorithm with its defaults before it
-    restores the saved attributes, so models saved before the last two existed get the defaults.
+    ``model_epochs``, ``model_patience``, ``model_min_updates``, ``model_max_fit_seconds`` and
+    ``model_lr_warmup_updates`` (PETS and MBPO use the same names). SB3's ``load()`` builds the
+    algorithm with its defaults before it restores the saved attributes, so models saved before
+    the last three existed get the defaults.
 
     :param algo: PETS or MBPO.
     :param dynamics: Its ensemble.
@@ -45,6 +46,7 @@ def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **k
         patience=algo.model_patience,  # type: ignore[attr-defined]
         min_updates=algo.model_min_updates,  # type: ignore[attr-defined]
         max_seconds=algo.model_max_fit_seconds,  # type: ignore[attr-defined]
+        lr_warmup_updates=algo.model_lr_warmup_updates,  # type: ignore[attr-defined]
         **kwargs,
     )
 

@@ -1,6 +1,6 @@
 """Fitting the ensemble: holdout split, bootstrap per member, early stopping, elites."""
 import time
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch as th
@@ -86,6 +86,7 @@ class EnsembleTrainer:
     - starts Adam's moment estimates afresh (the optimiser and its learning rate stay): with the
       moments carried over from the end of the previous fit, refits on new data stalled near their
       starting error until patience ended them (README, "Model fits");
+    - with ``lr_warmup_updates``, ramps the learning rate up over the fit's first gradient steps;
     - measures the holdout MSE of the starting weights, then trains in mini-batches and keeps,
       per member, the best weights seen, the starting ones included;
     - counts any gain on a member's starting weights as an improvement (so a refit takes up the
@@ -115,6 +116,10 @@ class EnsembleTrainer:
     :param improvement_threshold: Relative holdout MSE improvement that counts between trained weights.
     :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
     :param reset_optimizer_state: Clear the optimiser's state (Adam's moments) at the start of each fit.
+    :param lr_warmup_updates: Ramp the learning rate linearly from ``lr / n`` to ``lr`` over the
+        first ``n`` gradient steps of each fit (0: none). A fresh Adam moves every weight by about
+        ``lr`` in its first steps whatever the gradient, which can throw a near-converged warm
+        start far off; the optimiser's own learning rate is restored when the ramp ends.
     """
 
     def __init__(
@@ -131,6 +136,7 @@ class EnsembleTrainer:
         improvement_threshold: float = 0.01,
         optimizer: Optional[th.optim.Optimizer] = None,
         reset_optimizer_state: bool = True,
+        lr_warmup_updates: int = 0,
     ) -> None:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
@@ -140,6 +146,8 @@ class EnsembleTrainer:
             raise ValueError(f"max_epochs must be positive or None, got {max_epochs}")
         if min_updates < 0:
             raise ValueError(f"min_updates must be >= 0, got {min_updates}")
+        if lr_warmup_updates < 0:
+            raise ValueError(f"lr_warmup_updates must be >= 0, got {lr_warmup_updates}")
         if max_seconds is not None and not max_seconds > 0:
             raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
         self.model = model
@@ -153,6 +161,7 @@ class EnsembleTrainer:
         self.improvement_threshold = improvement_threshold
         self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
         self.reset_optimizer_state = reset_optimizer_state
+        self.lr_warmup_updates = lr_warmup_updates
         self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened
         # (N_seen,) on the CPU: which row positions are held out; rows keep their role across fits.
         self._holdout_rows = th.zeros(0, dtype=th.bool)
@@ -199,6 +208,10 @@ class EnsembleTrainer:
         new_rows[th.randperm(n_new, generator=generator)[:n_new_holdout]] = True
         self._holdout_rows = th.cat([seen, new_rows])
         return self._holdout_rows
+
+    def _scale_lr(self, base_lrs: List[float], scale: float) -> None:
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["lr"] = base * scale
 
     def fit(
         self,
@@ -254,47 +267,54 @@ class EnsembleTrainer:
             self.optimizer.state.clear()  # Adam re-creates its moments at the next step
         epoch, updates, since_improved, updates_since_improved = 0, 0, 0, 0
         train_loss, stop_reason = float("nan"), "patience"
+        base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         model.train()
-        while True:
-            order = th.argsort(th.rand(n_members, n_train, generator=generator), dim=1)
-            epoch_idx = th.gather(bootstrap, 1, order).to(device)  # (E, n_train)
-            losses = []
-            for start in range(0, n_train, self.batch_size):
-                batch = epoch_idx[:, start : start + self.batch_size]  # (E, b)
-                loss = model.nll_loss(x_train[batch], y_train[batch]) + model.decay_loss()  # (E,)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                self.optimizer.step()
-                losses.append(loss.detach())
-            epoch += 1
-            updates += len(losses)
-            train_loss = float(th.stack(losses).mean())
-            mse = self.holdout_mse(x_hold, y_hold)
-            # Against the starting weights any improvement counts (so a fit learns the new rows when
-            # it can without getting worse); between trained candidates the threshold applies.
-            threshold = th.where(moved, th.full_like(mse, self.improvement_threshold), th.zeros_like(mse))
-            improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > threshold
-            improved |= th.isinf(best_mse) & th.isfinite(mse)
-            if bool(improved.any()):
-                best_mse = th.where(improved, mse, best_mse)
-                moved |= improved
-                with th.no_grad():
-                    for param, best in zip(params, best_params):
-                        best[improved] = param[improved]
-                since_improved, updates_since_improved = 0, 0
-            else:
-                since_improved += 1
-                updates_since_improved += len(losses)
-            if epoch_callback is not None:
-                epoch_callback(epoch, train_loss, mse)
-            if since_improved >= self.patience and updates_since_improved >= self.min_updates:
-                break
-            if self.max_epochs is not None and epoch >= self.max_epochs:
-                stop_reason = "max_epochs"
-                break
-            if self.max_seconds is not None and time.perf_counter() - started >= self.max_seconds:
-                stop_reason = "max_seconds"
-                break
+        try:
+            while True:
+                order = th.argsort(th.rand(n_members, n_train, generator=generator), dim=1)
+                epoch_idx = th.gather(bootstrap, 1, order).to(device)  # (E, n_train)
+                losses = []
+                for start in range(0, n_train, self.batch_size):
+                    batch = epoch_idx[:, start : start + self.batch_size]  # (E, b)
+                    loss = model.nll_loss(x_train[batch], y_train[batch]) + model.decay_loss()  # (E,)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.sum().backward()
+                    step = updates + len(losses)  # gradient steps of this fit before this one
+                    if self.lr_warmup_updates and step <= self.lr_warmup_updates:  # the step after the ramp: full rate
+                        self._scale_lr(base_lrs, min(1.0, (step + 1) / self.lr_warmup_updates))
+                    self.optimizer.step()
+                    losses.append(loss.detach())
+                epoch += 1
+                updates += len(losses)
+                train_loss = float(th.stack(losses).mean())
+                mse = self.holdout_mse(x_hold, y_hold)
+                # Against the starting weights any improvement counts (so a fit learns the new rows when
+                # it can without getting worse); between trained candidates the threshold applies.
+                threshold = th.where(moved, th.full_like(mse, self.improvement_threshold), th.zeros_like(mse))
+                improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > threshold
+                improved |= th.isinf(best_mse) & th.isfinite(mse)
+                if bool(improved.any()):
+                    best_mse = th.where(improved, mse, best_mse)
+                    moved |= improved
+                    with th.no_grad():
+                        for param, best in zip(params, best_params):
+                            best[improved] = param[improved]
+                    since_improved, updates_since_improved = 0, 0
+                else:
+                    since_improved += 1
+                    updates_since_improved += len(losses)
+                if epoch_callback is not None:
+                    epoch_callback(epoch, train_loss, mse)
+                if since_improved >= self.patience and updates_since_improved >= self.min_updates:
+                    break
+                if self.max_epochs is not None and epoch >= self.max_epochs:
+                    stop_reason = "max_epochs"
+                    break
+                if self.max_seconds is not None and time.perf_counter() - started >= self.max_seconds:
+                    stop_reason = "max_seconds"
+                    break
+        finally:
+            self._scale_lr(base_lrs, 1.0)  # the optimiser's own learning rate, also after an error
         with th.no_grad():
             for param, best in zip(params, best_params):
                 param.copy_(best)

@@ -63,6 +63,9 @@ class MBPO(SAC):
     :param model_min_updates: Gradient steps without holdout improvement before a fit stops, with
         ``model_patience``: on small data an epoch is one or two mini-batches, and patience in epochs
         alone stops a fit after a handful of updates.
+    :param model_lr_warmup_updates: Gradient steps over which each model fit ramps its learning rate
+        up linearly (0: none): a fresh Adam moves every weight by about the learning rate in its first
+        steps, which can throw a near-converged warm start off on a refit.
     :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
     :param model_train_freq: Env steps between model fits (and rollouts).
     :param rollout_batch_size: Rollouts branched per fit.
@@ -126,6 +129,7 @@ class MBPO(SAC):
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
         model_min_updates: int = 100,
+        model_lr_warmup_updates: int = 0,
         model_max_fit_seconds: Optional[float] = None,
         model_train_freq: int = 250,
         rollout_batch_size: int = 100_000,
@@ -167,6 +171,7 @@ class MBPO(SAC):
         self.model_epochs = model_epochs
         self.model_patience = model_patience
         self.model_min_updates = model_min_updates
+        self.model_lr_warmup_updates = model_lr_warmup_updates
         self.model_max_fit_seconds = model_max_fit_seconds
         self.model_train_freq = model_train_freq
         self.rollout_batch_size = rollout_batch_size

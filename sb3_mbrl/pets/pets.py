@@ -81,6 +81,9 @@ class PETS(OffPolicyAlgorithm):
     :param model_min_updates: Gradient steps without holdout improvement before a fit stops, with
         ``model_patience``: on small data an epoch is one or two mini-batches, and patience in epochs
         alone stops a fit after a handful of updates.
+    :param model_lr_warmup_updates: Gradient steps over which each model fit ramps its learning rate
+        up linearly (0: none): a fresh Adam moves every weight by about the learning rate in its first
+        steps, which can throw a near-converged warm start off on a refit.
     :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_net_arch: Hidden layer sizes of each member.
@@ -127,6 +130,7 @@ class PETS(OffPolicyAlgorithm):
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
         model_min_updates: int = 100,
+        model_lr_warmup_updates: int = 0,
         model_max_fit_seconds: Optional[float] = None,
         model_holdout_ratio: float = 0.2,
         model_net_arch: Sequence[int] = (200, 200, 200, 200),
@@ -186,6 +190,7 @@ class PETS(OffPolicyAlgorithm):
         self.model_epochs = model_epochs
         self.model_patience = model_patience
         self.model_min_updates = model_min_updates
+        self.model_lr_warmup_updates = model_lr_warmup_updates
         self.model_max_fit_seconds = model_max_fit_seconds
         self.model_holdout_ratio = model_holdout_ratio
         self.model_net_arch = list(model_net_arch)
