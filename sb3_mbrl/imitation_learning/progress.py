@@ -58,7 +58,6 @@ class GAILProgress:
         self.n_rounds = int(n_rounds)
         self.logger = logger
         self.callback = callback
-        self.history: List[Dict[str, float]] = []
         self._episodes_seen = [0] * venv.num_envs
         self._start = time.time()
 
@@ -83,6 +82,5 @@ class GAILProgress:
         for key, value in row.items():
             self.logger.record(key, value)
         self.logger.dump(step=timesteps)
-        self.history.append(row)
         if self.callback is not None:
             self.callback(round_index)
