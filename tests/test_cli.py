@@ -32,7 +32,7 @@ def test_train_and_enjoy_sac_pendulum(tmp_path):
 def test_pets_evaluation_episodes_run_side_by_side(tmp_path):
     """The default --n-eval-envs for PETS: one eval env per episode, each episode's own return recorded."""
     hyperparams = ["--hyperparams", "planner_kwargs:dict(population_size=20,num_elites=4,iterations=1)", "horizon:5",
-                   "model_net_arch:[32,32]", "num_particles:1"]
+                   "model_net_arch:[32,32]", "num_particles:1", "model_epochs:100"]
     out = _run(["train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "400", "-f", "logs", "--seed", "0",
                 "--eval-freq", "400", "--eval-episodes", "3", *hyperparams], tmp_path)
     run_dir = tmp_path / "logs" / "pets" / "Pendulum-v1_1"
@@ -109,7 +109,8 @@ def test_wheel_install_trains_pets_with_packaged_zoo_configs(tmp_path):
     assert Path(package_file).resolve().is_relative_to(site.resolve())  # not the checkout's editable install
     assert Path(config_dir).resolve().is_relative_to(site.resolve())
     assert (Path(config_dir) / "pets.yml").is_file()
-    hyperparams = ["--hyperparams", "planner_kwargs:dict(population_size=50,num_elites=5,iterations=2,noise_beta=2.0)"]
+    hyperparams = ["--hyperparams", "planner_kwargs:dict(population_size=50,num_elites=5,iterations=2,noise_beta=2.0)",
+                   "model_epochs:100"]  # the zoo fit on 200 rows runs ~3,400 epochs (45 s)
     train = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "250"]
     result = subprocess.run(
         [*train, "--eval-freq", "-1", "-f", "logs", "--seed", "0", *hyperparams],

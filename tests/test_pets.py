@@ -320,7 +320,8 @@ def test_cuda():
 
 def test_cli_train_pets(tmp_path):
     cmd = [sys.executable, "-m", "sb3_mbrl", "train", "--algo", "pets", "--env", "Pendulum-v1", "-n", "250", "-f", "logs",
-           "--seed", "0", "--eval-freq", "-1", "--hyperparams", "horizon:5", "num_particles:2", "learning_starts:200"]
+           "--seed", "0", "--eval-freq", "-1", "--hyperparams", "horizon:5", "num_particles:2", "learning_starts:200",
+           "model_epochs:100"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "logs" / "pets" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
