@@ -36,6 +36,7 @@ from sb3_mbrl.imitation_learning import (  # noqa: E402
     collect_demos,
     evaluate,
     expert_level,
+    gail_bc_pretrain_default,
     gail_config_for,
     normalised_score,
     random_return,
@@ -97,10 +98,14 @@ def run_task(env_id: str, seed: int, args: argparse.Namespace) -> List[Dict[str,
 
     start = time.time()
     config = gail_config_for(args.gail_config, env_id)
-    gail = train_gail(demos, env_id, timesteps=gail_steps, seed=seed, gen_kwargs=config["gen"], disc_kwargs=config["disc"])
+    bc_pretrain = args.bc_pretrain_batches
+    if bc_pretrain is None:
+        bc_pretrain = gail_bc_pretrain_default(expert.action_space)
+    gail = train_gail(demos, env_id, timesteps=gail_steps, seed=seed, gen_kwargs=config["gen"], disc_kwargs=config["disc"],
+                      bc_pretrain_batches=bc_pretrain)
     mean, std = evaluate(gail, env_id, n_episodes=args.eval_episodes, seed=seed)
     record(f"gail_{args.demo_episodes}", mean, std, time.time() - start, demo_episodes=args.demo_episodes,
-           generator_steps=int(gail.num_timesteps), gail_overrides=config)
+           generator_steps=int(gail.num_timesteps), gail_overrides=config, bc_pretrain_batches=bc_pretrain)
 
     for row in rows:
         row["normalised_score"] = normalised_score(row["mean_return"], returns["random"], returns["expert"])
@@ -164,6 +169,8 @@ def main(argv=None) -> None:
     parser.add_argument("--demo-episodes", type=int, default=10)
     parser.add_argument("--bc-batches", type=int, default=None, help="BC gradient steps (default: bc_defaults per action space)")
     parser.add_argument("--bc-net-arch", type=int, nargs="+", default=None, help="BC policy layers (default: bc_defaults)")
+    parser.add_argument("--bc-pretrain-batches", type=int, default=None,
+                        help="BC steps that start GAIL's generator (default: gail_bc_pretrain_default per action space)")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--output", type=Path, default=RESULTS / "imitation.jsonl")
     parser.add_argument("--plot", type=Path, default=RESULTS / "imitation.png")

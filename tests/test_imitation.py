@@ -18,6 +18,7 @@ from sb3_mbrl.imitation_learning import (
     ImitationError,
     VariableHorizonError,
     collect_demos,
+    gail_bc_pretrain_default,
     gail_config_for,
     load_demos,
     load_model,
@@ -182,12 +183,56 @@ def test_gail_smoke(tmp_path, env_id, cartpole_demos, pendulum_demos):
     demos = cartpole_demos if env_id == CARTPOLE else pendulum_demos
     rounds = []
     model = train_gail(demos, env_id, timesteps=256, seed=0, gen_kwargs=TINY_GAIL, disc_kwargs=TINY_DISC,
-                       callback=rounds.append)
+                       callback=rounds.append, bc_pretrain_batches=20)
     assert rounds == [0, 1] and model.num_timesteps == 256
     model.save(tmp_path / "gail")
     obs = demos[0].obs[:4].astype(np.float32)
     np.testing.assert_allclose(_actions_in_fresh_process(tmp_path / "gail.zip", obs),
                                model.predict(obs, deterministic=True)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_gail_generator_schedules_follow_the_whole_run_not_each_round(tmp_path, pendulum_demos):
+    """
+    imitation trains the generator one round per ``learn`` call, so SB3's progress restarts every
+    round and ends each at 0: a linear learning rate was 0 at every update (the generator never
+    moved). The schedules follow the run instead: round k of n updates at progress 1 - (k + 1) / n.
+    """
+    seen = []
+
+    def learning_rate(progress_remaining: float) -> float:
+        seen.append(progress_remaining)
+        return 1e-3 * progress_remaining
+
+    model = train_gail(pendulum_demos, PENDULUM, timesteps=4 * 128, seed=0,
+                       gen_kwargs={**TINY_GAIL, "learning_rate": learning_rate, "clip_range": "lin_0.2"},
+                       disc_kwargs=TINY_DISC, bc_pretrain_batches=0)
+    # Each round's update: progress 3/4, 2/4, 1/4, 0 (SB3 asks once at set-up, with 1, then twice
+    # per update: to log and to set; before the fix every update saw 0).
+    assert list(dict.fromkeys(round(p, 6) for p in seen[1:])) == [0.75, 0.5, 0.25, 0.0], seen
+    assert model.num_timesteps == 4 * 128
+    # After training the model holds SB3's own schedules again: saved and loaded, a further learn()
+    # follows its own progress.
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.clip_range(0.5) == pytest.approx(0.1)
+    model.save(tmp_path / "gail")
+    loaded = PPO.load(tmp_path / "gail")
+    assert loaded.lr_schedule(0.5) == pytest.approx(5e-4)
+
+
+def test_gail_generator_starts_from_bc_on_the_demos(pendulum_demos):
+    """bc_pretrain_batches clones the demos into the generator before the first round (Box default: 10,000)."""
+    assert gail_bc_pretrain_default(gym.spaces.Box(-1, 1, (1,))) == 10_000
+    assert gail_bc_pretrain_default(gym.spaces.Discrete(2)) == 0
+    obs = np.concatenate([traj.obs[:-1] for traj in pendulum_demos]).astype(np.float32)
+    acts = np.concatenate([traj.acts for traj in pendulum_demos])
+    errors = {}
+    for batches in (0, 500):
+        # A learning rate of 0: the one round of GAIL leaves the generator as it started.
+        model = train_gail(pendulum_demos, PENDULUM, timesteps=128, seed=0, disc_kwargs=TINY_DISC,
+                           gen_kwargs={**TINY_GAIL, "learning_rate": 0.0}, bc_pretrain_batches=batches)
+        errors[batches] = float(np.mean((model.predict(obs, deterministic=True)[0] - acts) ** 2))
+    assert errors[500] < 0.25 * errors[0], errors
+    with pytest.raises(ImitationError, match="bc_pretrain_batches"):
+        train_gail(pendulum_demos, PENDULUM, timesteps=128, gen_kwargs=TINY_GAIL, bc_pretrain_batches=-1)
 
 
 def test_normalised_score():
@@ -299,7 +344,7 @@ def test_gail_progress_per_round(tmp_path, capsys, pendulum_demos):
     gen = dict(TINY_GAIL, n_steps=256)  # 2 envs x 256 steps: one 200-step episode ends in each env per round
     rounds = []
     train_gail(pendulum_demos, PENDULUM, timesteps=1024, seed=0, gen_kwargs=gen, disc_kwargs=TINY_DISC,
-               log_dir=tmp_path / "log", callback=rounds.append, verbose=1)
+               log_dir=tmp_path / "log", callback=rounds.append, verbose=1, bc_pretrain_batches=0)
     assert rounds == [0, 1]
     table = capsys.readouterr().out
     assert "acc_expert" in table and "ep_rew_mean" in table
@@ -315,7 +360,8 @@ def test_gail_progress_per_round(tmp_path, capsys, pendulum_demos):
     assert (progress["disc/loss"] > 0).all() and progress["gen/value_loss"].notna().all()
     # imitation's own logs go beside it, not over it.
     assert (tmp_path / "log" / "imitation" / "progress.csv").is_file()
-    train_gail(pendulum_demos, PENDULUM, timesteps=512, seed=0, gen_kwargs=gen, disc_kwargs=TINY_DISC)
+    train_gail(pendulum_demos, PENDULUM, timesteps=512, seed=0, gen_kwargs=gen, disc_kwargs=TINY_DISC,
+               bc_pretrain_batches=0)
     assert capsys.readouterr().out == ""  # verbose=0 and no log_dir: quiet
 
 
@@ -342,6 +388,7 @@ def test_cli_gail_knobs_and_progress(tmp_path, capsys, cartpole_demos):
     entry = json.loads((out / "summary.json").read_text())["gail"]
     assert entry["gail_overrides"]["disc"] == {**TINY_DISC, "n_disc_updates_per_round": 2, "disc_opt_kwargs": {"lr": 1e-4}}
     assert entry["gail_overrides"]["gen"] == TINY_GAIL and entry["progress"] == "gail_log/progress.csv"
+    assert entry["bc_pretrain_batches"] == 0  # the Discrete default
     assert len((out / "gail_log" / "progress.csv").read_text().strip().splitlines()) == 1 + 2  # header, 2 rounds
     with pytest.raises(SystemExit):
         imitate_cli.main(["gail", *common, "--gail-config", str(tmp_path / "missing.json")])

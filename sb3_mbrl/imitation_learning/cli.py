@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--n-disc-updates-per-round", type=int, default=None, help="discriminator updates per round")
             p.add_argument("--disc-lr", type=float, default=None, help="discriminator Adam learning rate")
             p.add_argument("--demo-batch-size", type=int, default=None, help="expert transitions per discriminator update")
+            p.add_argument("--bc-pretrain-batches", type=int, default=None,
+                           help="BC steps on the demos that start the generator (0: from scratch; default: "
+                                "10,000 for Box actions, 0 otherwise)")
             p.add_argument("--verbose", type=int, default=1,
                            help="1: a progress table per round (also written to OUTPUT_DIR/gail_log/progress.csv); 0: none")
             p.add_argument("--allow-variable-horizon", action="store_true", help="accept tasks whose episodes end early")
@@ -186,22 +189,28 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         else:
             demos_path = args.demos or output_dir / DEMOS_DIR
             trajs = demos_mod.load_demos(demos_path, env_id=args.env, n_episodes=args.n_episodes)
-            if args.command == "bc":
-                from sb3_mbrl.imitation_learning.common import make_env
+            from sb3_mbrl.imitation_learning.common import make_env
 
-                probe = make_env(args.env)
-                settings = trainers.bc_settings(probe.action_space, args.bc_batches, args.bc_net_arch)
-                probe.close()
+            probe = make_env(args.env)
+            action_space = probe.action_space
+            probe.close()
+            if args.command == "bc":
+                settings = trainers.bc_settings(action_space, args.bc_batches, args.bc_net_arch)
                 model = trainers.train_bc(trajs, args.env, seed=args.seed, batch_size=args.batch_size,
                                           device=args.device, **settings)
                 entry.update(n_batches=settings["n_batches"], net_arch=list(settings["net_arch"]), batch_size=args.batch_size)
             else:
                 overrides = _gail_overrides(args)
+                bc_pretrain = args.bc_pretrain_batches
+                if bc_pretrain is None:
+                    bc_pretrain = trainers.gail_bc_pretrain_default(action_space)
                 model = trainers.train_gail(trajs, args.env, timesteps=args.gail_steps, seed=args.seed,
                                             gen_kwargs=overrides["gen"], disc_kwargs=overrides["disc"],
+                                            bc_pretrain_batches=bc_pretrain,
                                             allow_variable_horizon=args.allow_variable_horizon, device=args.device,
                                             log_dir=stage / GAIL_LOG_DIR, verbose=args.verbose)
-                entry.update(gail_steps=args.gail_steps, gail_overrides=overrides, progress=f"{GAIL_LOG_DIR}/progress.csv")
+                entry.update(gail_steps=args.gail_steps, gail_overrides=overrides, bc_pretrain_batches=bc_pretrain,
+                             progress=f"{GAIL_LOG_DIR}/progress.csv")
             model.save(stage / POLICY_FILES[args.command])
             reference = _expert_return(args, output_dir, summary, trajs)
             result = evaluation.evaluate_against(
