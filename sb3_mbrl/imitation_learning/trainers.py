@@ -153,7 +153,7 @@ GAIL_GEN_DISCRETE: Dict[str, Any] = dict(
 # (a constant 1e-3 from scratch: 0.97 / 0.79 / 0.90 / 0.82 / 0.95). Probes on seeds 1 / 3: the decay
 # alone 0.87 / 0.63; BC pre-training alone (seed 3) 0.70, swinging between -110 and -770 to the end.
 GAIL_GEN_BOX: Dict[str, Any] = dict(
-    n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate="lin_1e-3",
+    n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate="lin_3e-4",
     clip_range=0.2, use_sde=True, sde_sample_freq=4,
 )
 # Discriminator settings. Discrete: imitation's seals/CartPole-v0 GAIL example. Box: fewer and
