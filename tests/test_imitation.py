@@ -213,6 +213,11 @@ def test_gail_generator_schedules_follow_the_whole_run_not_each_round(tmp_path, 
     # After training the model holds SB3's own schedules again: saved and loaded, a further learn()
     # follows its own progress.
     assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.clip_range(0.5) == pytest.approx(0.1)
+    # A further learn() continues on fresh envs, with or without resetting the step count.
+    model.learn(128, reset_num_timesteps=False)
+    assert model.num_timesteps == 5 * 128
+    model.learn(128, reset_num_timesteps=True)
+    assert model.num_timesteps == 128
     model.save(tmp_path / "gail")
     loaded = PPO.load(tmp_path / "gail")
     assert loaded.lr_schedule(0.5) == pytest.approx(5e-4)

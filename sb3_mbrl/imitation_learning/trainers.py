@@ -298,6 +298,9 @@ def train_gail(
     finally:
         run_progress.restore()
         venv.close()
+    # The learner still holds imitation's reward-wrapped training envs, now closed: give it fresh
+    # ones so that a further learn() (fine-tuning on the task's reward) works as on any SB3 model.
+    learner.set_env(make_venv(env_id, n_envs=n_envs, seed=seed, rollout_info=False))
     learner.policy.set_training_mode(False)
     return learner
 
