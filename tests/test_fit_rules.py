@@ -39,7 +39,7 @@ def test_a_fit_on_300_rows_runs_at_least_the_minimum_of_updates():
 def test_a_fit_never_restores_weights_worse_than_its_start():
     data = _pendulum_like(400, seed=0)
     model = _model()
-    trainer = EnsembleTrainer(model, min_updates=0)
+    trainer = EnsembleTrainer(model, min_updates=0, lr_warmup_updates=0)  # no ramp: every step at lr 1.0
     trainer.fit(*data)
     obs = th.as_tensor(data[0][:50])
     act = th.as_tensor(data[1][:50])
@@ -130,6 +130,8 @@ def test_algorithms_pass_the_fit_knobs_and_keep_them_on_load(tmp_path, algo_clas
     loaded = algo_class.load(tmp_path / "model.zip")
     assert (loaded.model_trainer.min_updates, loaded.model_trainer.max_seconds, loaded.model_trainer.lr_warmup_updates) == (7, 30.0, 25)
     assert algo_class("MlpPolicy", "Pendulum-v1", **{**kwargs, "model_lr_warmup_updates": 0}).model_trainer.lr_warmup_updates == 0
+    kwargs.pop("model_lr_warmup_updates")
+    assert algo_class("MlpPolicy", "Pendulum-v1", **kwargs).model_trainer.lr_warmup_updates == 50  # the default
 
 
 def test_each_fit_starts_adam_afresh_unless_told_not_to():
@@ -188,8 +190,11 @@ def test_lr_warmup_ramps_each_fit_then_restores_the_rate():
         np.testing.assert_allclose(adam.lrs[:6], [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
         assert adam.param_groups[0]["lr"] == 1e-3
     adam.lrs.clear()
-    EnsembleTrainer(model, optimizer=adam, min_updates=10).fit(*data)  # the default: no ramp
+    EnsembleTrainer(model, optimizer=adam, min_updates=10, lr_warmup_updates=0).fit(*data)  # 0: no ramp
     assert set(adam.lrs) == {1e-3}
+    adam.lrs.clear()
+    EnsembleTrainer(model, optimizer=adam, min_updates=60).fit(*data)  # the default: 50 steps
+    np.testing.assert_allclose(adam.lrs[:51], [1e-3 * min(1.0, (k + 1) / 50) for k in range(51)])
     # A fit that fails inside the ramp leaves the optimiser's rate as it was.
 
     def fail(*_):
@@ -200,3 +205,38 @@ def test_lr_warmup_ramps_each_fit_then_restores_the_rate():
     assert adam.param_groups[0]["lr"] == 1e-3
     with pytest.raises(ValueError, match="lr_warmup_updates"):
         EnsembleTrainer(_model(), lr_warmup_updates=-1)
+
+
+
+def test_patience_follows_the_trained_weights_so_a_refit_recovers_from_a_bad_first_step():
+    # On PETS Pendulum (seed 4) a fresh Adam threw near-converged warm starts 2x-50x off in a refit's
+    # first epoch; the holdout error then fell steadily, but patience counted from the start's
+    # error, so the fit ended after the minimum of updates and restored the start: the model never
+    # learned the new episodes. Patience now follows the trained weights; the start stays the
+    # restore's fallback. Scripted holdout errors: start 1.0, then a recovery to 0.8 and a plateau.
+    data = _pendulum_like(300, seed=0)
+    trainer = EnsembleTrainer(_model(), patience=3, min_updates=0, max_epochs=50)
+    trainer.fit(*data)
+    script = iter([1.0, 5.0, 4.0, 3.0, 2.0, 1.5, 1.2, 0.9, 0.8] + [0.8] * 100)
+    trainer.holdout_mse = lambda x, y: th.full((3,), next(script))
+    snapshots = []
+    metrics = trainer.fit(
+        *data, epoch_callback=lambda *_: snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+    )
+    assert metrics["epochs"] == 8 + 3  # the plateau at 0.8 (epoch 8), then patience
+    assert metrics["stop_reason"] == "patience"
+    assert metrics["holdout_mse_mean"] == pytest.approx(0.8) and metrics["members_improved"] == 3
+    restored = trainer.model.state_dict()
+    weights = [name for name in restored if restored[name].shape[0] == 3 and restored[name].dim() == 3]
+    assert weights and any(not th.equal(snapshots[7][n], snapshots[-1][n]) for n in weights)  # training moved on
+    for name in weights:  # the weights of epoch 8, the best, are the ones kept
+        th.testing.assert_close(restored[name], snapshots[7][name])
+
+
+def test_slow_steady_gains_add_up_over_the_patience_window():
+    # 0.5 % per epoch is below the 1 % threshold epoch by epoch but 2.5 % over the window of 5: not a plateau.
+    data = _pendulum_like(300, seed=0)
+    trainer = EnsembleTrainer(_model(), patience=5, min_updates=0, max_epochs=40)
+    script = iter([1.0] + [0.995**k for k in range(1, 100)])
+    trainer.holdout_mse = lambda x, y: th.full((3,), next(script))
+    assert trainer.fit(*data)["stop_reason"] == "max_epochs"

@@ -86,17 +86,19 @@ class EnsembleTrainer:
     - starts Adam's moment estimates afresh (the optimiser and its learning rate stay): with the
       moments carried over from the end of the previous fit, refits on new data stalled near their
       starting error until patience ended them (README, "Model fits");
-    - with ``lr_warmup_updates``, ramps the learning rate up over the fit's first gradient steps;
+    - ramps the learning rate up over the fit's first ``lr_warmup_updates`` gradient steps: a
+      fresh Adam's first steps move every weight by about the learning rate whatever the
+      gradient, which threw near-converged warm starts 2x-50x off in a refit's first epoch;
     - measures the holdout MSE of the starting weights, then trains in mini-batches and keeps,
-      per member, the best weights seen, the starting ones included;
-    - counts any gain on a member's starting weights as an improvement (so a refit takes up the
-      new rows whenever it can without getting worse; with the threshold against the start too,
-      refits on near-exact models kept their start every time), and between trained weights a
-      relative gain of more than ``improvement_threshold``;
-    - stops when no member improved its holdout MSE for ``patience`` epochs **and**
-      ``min_updates`` gradient steps, or at
-      ``max_epochs`` / ``max_seconds``. On small data an epoch is one or two mini-batches, and
-      patience in epochs alone would stop a fit after a handful of updates;
+      per member, the best weights seen, the starting ones included (any gain on them counts);
+    - stops when no member's **trained** weights improved by a relative ``improvement_threshold``
+      on their holdout MSE at that member's last counted improvement for ``patience`` epochs
+      **and** ``min_updates`` gradient steps, or at ``max_epochs`` / ``max_seconds``. Patience
+      follows the trained weights, not the start, so a refit that begins above its start and then
+      recovers is not cut off for not yet beating it (on PETS Pendulum such refits ended at the
+      minimum of updates and kept their start, so the model stopped learning new episodes); small
+      gains add up until they pass the threshold. On small data an epoch is one or two
+      mini-batches, and patience in epochs alone would stop a fit after a handful of updates;
     - restores each member's best weights and ranks the members to pick the elites.
 
     The weights persist across fits (warm start, as in the PETS and MBPO code); with
@@ -108,18 +110,19 @@ class EnsembleTrainer:
     :param holdout_ratio: Share of rows held out for early stopping and elite ranking.
     :param max_holdout: Cap on the number of holdout rows.
     :param max_epochs: Upper bound on epochs per fit (``None``: no bound).
-    :param patience: Epochs without improvement before stopping.
+    :param patience: Epochs without an improvement of the trained weights before stopping.
     :param min_updates: Gradient steps without improvement before stopping (with ``patience``);
         also the fewest gradient steps of a fit that does not hit ``max_epochs`` / ``max_seconds``.
     :param max_seconds: Wall-clock cap on one fit (``None``: no cap); the fit ends after the
         epoch that passes it.
-    :param improvement_threshold: Relative holdout MSE improvement that counts between trained weights.
+    :param improvement_threshold: Relative holdout MSE improvement of the trained weights that resets patience.
     :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
     :param reset_optimizer_state: Clear the optimiser's state (Adam's moments) at the start of each fit.
     :param lr_warmup_updates: Ramp the learning rate linearly from ``lr / n`` to ``lr`` over the
         first ``n`` gradient steps of each fit (0: none). A fresh Adam moves every weight by about
         ``lr`` in its first steps whatever the gradient, which can throw a near-converged warm
-        start far off; the optimiser's own learning rate is restored when the ramp ends.
+        start far off; the optimiser's own learning rate is restored when the ramp ends. With
+        ``reset_optimizer_state=False`` the moments carry over and a ramp matters less.
     """
 
     def __init__(
@@ -136,7 +139,7 @@ class EnsembleTrainer:
         improvement_threshold: float = 0.01,
         optimizer: Optional[th.optim.Optimizer] = None,
         reset_optimizer_state: bool = True,
-        lr_warmup_updates: int = 0,
+        lr_warmup_updates: int = 50,
     ) -> None:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
@@ -262,6 +265,11 @@ class EnsembleTrainer:
         start_mse = self.holdout_mse(x_hold, y_hold)  # (E,): the warm start is a candidate too
         best_mse = th.where(th.isfinite(start_mse), start_mse, th.full_like(start_mse, float("inf")))
         moved = th.zeros(n_members, dtype=th.bool, device=device)  # members whose best is no longer the start
+        # (E,) the trained weights' holdout MSE at each member's last counted improvement. Patience
+        # follows it, not best_mse (which includes the start), so a fit whose first steps throw the
+        # warm start off keeps going while it recovers; it moves only on a gain above the threshold,
+        # so slow steady gains add up over the patience window.
+        trained_ref = th.full_like(start_mse, float("inf"))
 
         if self.reset_optimizer_state:
             self.optimizer.state.clear()  # Adam re-creates its moments at the next step
@@ -288,17 +296,19 @@ class EnsembleTrainer:
                 updates += len(losses)
                 train_loss = float(th.stack(losses).mean())
                 mse = self.holdout_mse(x_hold, y_hold)
-                # Against the starting weights any improvement counts (so a fit learns the new rows when
-                # it can without getting worse); between trained candidates the threshold applies.
-                threshold = th.where(moved, th.full_like(mse, self.improvement_threshold), th.zeros_like(mse))
-                improved = (best_mse - mse) / best_mse.abs().clamp_min(1e-12) > threshold
-                improved |= th.isinf(best_mse) & th.isfinite(mse)
-                if bool(improved.any()):
-                    best_mse = th.where(improved, mse, best_mse)
-                    moved |= improved
+                # The restore keeps each member's best weights, the start included: any gain counts.
+                better = mse < best_mse
+                if bool(better.any()):
+                    best_mse = th.where(better, mse, best_mse)
+                    moved |= better
                     with th.no_grad():
                         for param, best in zip(params, best_params):
-                            best[improved] = param[improved]
+                            best[better] = param[better]
+                # Patience: a member's trained weights improve on their own best by the threshold.
+                progressed = (trained_ref - mse) / trained_ref.abs().clamp_min(1e-12) > self.improvement_threshold
+                progressed |= th.isinf(trained_ref) & th.isfinite(mse)
+                trained_ref = th.where(progressed, mse, trained_ref)
+                if bool(progressed.any()):
                     since_improved, updates_since_improved = 0, 0
                 else:
                     since_improved += 1

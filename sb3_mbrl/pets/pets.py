@@ -83,7 +83,7 @@ class PETS(OffPolicyAlgorithm):
         alone stops a fit after a handful of updates.
     :param model_lr_warmup_updates: Gradient steps over which each model fit ramps its learning rate
         up linearly (0: none): a fresh Adam moves every weight by about the learning rate in its first
-        steps, which can throw a near-converged warm start off on a refit.
+        steps, which threw near-converged warm starts far off on refits (README, "Model fits").
     :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_net_arch: Hidden layer sizes of each member.
@@ -130,7 +130,7 @@ class PETS(OffPolicyAlgorithm):
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
         model_min_updates: int = 100,
-        model_lr_warmup_updates: int = 0,
+        model_lr_warmup_updates: int = 50,
         model_max_fit_seconds: Optional[float] = None,
         model_holdout_ratio: float = 0.2,
         model_net_arch: Sequence[int] = (200, 200, 200, 200),
