@@ -13,10 +13,11 @@ Usage:
     python -m benchmarks.model_fits [--fits 10] [--seeds 0 1 2] [--settings default paper]
 
 ``default`` is :class:`EnsembleTrainer`'s defaults; ``paper`` is patience 5 epochs with no
-minimum of updates and Adam's moments carried across fits (the PETS/MBPO papers' rule, as the
-trainer had it before issue 13, but with its other fixes: fixed holdout rows, the normaliser
-refitted without changing predictions, the start a candidate); ``carried_adam`` is the defaults
-with Adam's moments carried across fits; ``min50`` the defaults with ``min_updates=50``.
+minimum of updates, no learning-rate warm-up and Adam's moments carried across fits (the PETS/MBPO
+papers' rule, as the trainer had it before issue 13, but with its other fixes: fixed holdout rows,
+the normaliser refitted without changing predictions, the start a candidate); ``carried_adam`` is
+the defaults with Adam's moments carried across fits; ``min50`` the defaults with
+``min_updates=50``; ``no_warmup`` the defaults without the 50-step learning-rate warm-up.
 """
 import argparse
 import json
@@ -32,9 +33,10 @@ from sb3_mbrl.dynamics import EnsembleTrainer, ProbabilisticEnsemble
 
 SETTINGS: Dict[str, Dict[str, Any]] = {
     "default": {},
-    "paper": {"min_updates": 0, "reset_optimizer_state": False},
+    "paper": {"min_updates": 0, "reset_optimizer_state": False, "lr_warmup_updates": 0},
     "carried_adam": {"reset_optimizer_state": False},
     "min50": {"min_updates": 50},
+    "no_warmup": {"lr_warmup_updates": 0},
 }
 
 

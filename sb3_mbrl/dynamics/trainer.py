@@ -304,7 +304,7 @@ class EnsembleTrainer:
                     with th.no_grad():
                         for param, best in zip(params, best_params):
                             best[better] = param[better]
-                # Patience: a member's trained weights improve on their own best by the threshold.
+                # Patience: a member's trained weights beat their error at its last counted gain by the threshold.
                 progressed = (trained_ref - mse) / trained_ref.abs().clamp_min(1e-12) > self.improvement_threshold
                 progressed |= th.isinf(trained_ref) & th.isfinite(mse)
                 trained_ref = th.where(progressed, mse, trained_ref)
