@@ -207,7 +207,6 @@ def test_lr_warmup_ramps_each_fit_then_restores_the_rate():
         EnsembleTrainer(_model(), lr_warmup_updates=-1)
 
 
-
 def test_patience_follows_the_trained_weights_so_a_refit_recovers_from_a_bad_first_step():
     # On PETS Pendulum (seed 4) a fresh Adam threw near-converged warm starts 2x-50x off in a refit's
     # first epoch; the holdout error then fell steadily, but patience counted from the start's

@@ -264,7 +264,7 @@ class EnsembleTrainer:
         best_params = [p.detach().clone() for p in params]
         start_mse = self.holdout_mse(x_hold, y_hold)  # (E,): the warm start is a candidate too
         best_mse = th.where(th.isfinite(start_mse), start_mse, th.full_like(start_mse, float("inf")))
-        moved = th.zeros(n_members, dtype=th.bool, device=device)  # members whose best is no longer the start
+        start_best = best_mse.clone()  # best_mse only falls on a strict gain: below this, a member left its start
         # (E,) the trained weights' holdout MSE at each member's last counted improvement. Patience
         # follows it, not best_mse (which includes the start), so a fit whose first steps throw the
         # warm start off keeps going while it recovers; it moves only on a gain above the threshold,
@@ -300,7 +300,6 @@ class EnsembleTrainer:
                 better = mse < best_mse
                 if bool(better.any()):
                     best_mse = th.where(better, mse, best_mse)
-                    moved |= better
                     with th.no_grad():
                         for param, best in zip(params, best_params):
                             best[better] = param[better]
@@ -342,7 +341,7 @@ class EnsembleTrainer:
             "start_holdout_mse_mean": float(start_mse.mean()),
             "epochs": epoch,
             "gradient_steps": updates,
-            "members_improved": int(moved.sum()),
+            "members_improved": int((best_mse < start_best).sum()),
             "stop_reason": stop_reason,
             "fit_seconds": time.perf_counter() - started,
             "elites": model.elite_indices.tolist(),
