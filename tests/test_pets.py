@@ -20,6 +20,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from sb3_mbrl import PETS
+from sb3_mbrl.dynamics import inference
 from sb3_mbrl.envs.rewards import pendulum_reward
 
 TINY = dict(
@@ -308,6 +309,34 @@ def test_bf16_planning():
     assert np.isfinite(model.predict(np.zeros(3, np.float32))[0]).all()
     with pytest.raises(ValueError, match="planning_dtype"):
         tiny_pets(policy_kwargs=dict(planning_dtype="float8"))
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_auto_planning_dtype_takes_bf16_only_where_it_is_native(monkeypatch, tmp_path, native_bf16):
+    # Without AVX512-BF16/AMX torch emulates bf16: a bf16 product is 20x slower than float32 on an
+    # AVX2-only CPU, so "auto" plans in float32 there and an explicit "bfloat16" warns.
+    monkeypatch.setattr(inference, "_cpu_has_bf16_units", lambda: native_bf16)
+    obs = np.zeros(3, np.float32)
+    model = tiny_pets(policy_kwargs=dict(planning_dtype="auto"))
+    model.learn(60)
+    model.predict(obs)
+    expected = th.bfloat16 if native_bf16 else th.float32
+    assert model.policy.model_env.inference.compute_dtype == expected
+    assert all(w.dtype == expected for w, _ in model.policy.model_env.inference._weights)
+    model.save(tmp_path / "pets.zip")
+    loaded = PETS.load(tmp_path / "pets.zip", env=model.get_env())
+    assert loaded.policy.planning_dtype == "auto"
+    loaded.predict(obs)
+    assert loaded.policy.model_env.inference.compute_dtype == expected
+    explicit = tiny_pets(policy_kwargs=dict(planning_dtype="bfloat16"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explicit.learn(60)  # plans from step 50
+        explicit.predict(obs)
+        explicit.predict(obs)
+    slow = [w for w in caught if "no native bf16" in str(w.message)]
+    assert len(slow) == (0 if native_bf16 else 1), [str(w.message) for w in caught]
+    assert explicit.policy.model_env.inference.compute_dtype == th.bfloat16  # asked for, kept
 
 
 @pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")

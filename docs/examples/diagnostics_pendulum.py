@@ -45,7 +45,7 @@ if __name__ == "__main__":
         planner_kwargs=dict(population_size=50, num_elites=5, iterations=3, noise_beta=2.0),
         model_net_arch=[200, 200, 200],
         model_weight_decays=None,  # as when docs/img/diagnostics.png was made (PETS's default then)
-        policy_kwargs=dict(planning_dtype="bfloat16"),
+        policy_kwargs=dict(planning_dtype="auto"),
     )
     model.set_logger(configure(args.log_dir, ["stdout", "csv", "tensorboard"]))
     model.learn(args.steps, callback=ModelDiagnosticsCallback(eval_freq=100, horizon=5, verbose=1))

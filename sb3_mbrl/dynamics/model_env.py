@@ -1,5 +1,5 @@
 """ModelEnv: the learned model used as a batched, differentiable-free simulator."""
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch as th
 
@@ -81,7 +81,7 @@ class ModelEnv:
     :param generator: Random generator on the model's device (default: torch's global one).
     :param compute_dtype: Run the ensemble's matrix products and activations in this dtype (e.g.
         ``torch.bfloat16``: about 2x faster on CPUs with bf16 units, planning tolerates it);
-        ``None`` keeps float32. Normalisation, the log-variance bounds and the states stay in
+        ``None`` keeps float32; ``"auto"`` takes bf16 only on a device where it runs natively. Normalisation, the log-variance bounds and the states stay in
         float32. The forward is :class:`EnsembleInference` (weights cast once per fit).
     """
 
@@ -93,7 +93,7 @@ class ModelEnv:
         propagation: str = "random_model",
         deterministic: bool = False,
         generator: Optional[th.Generator] = None,
-        compute_dtype: Optional[th.dtype] = None,
+        compute_dtype: Union[None, str, th.dtype] = None,
         terminal_value_fn: Optional[StateValueFn] = None,
     ) -> None:
         if propagation not in PROPAGATION_METHODS:

@@ -55,8 +55,10 @@ class MPCPolicy(BasePolicy):
     :param termination_fn: Known termination function; ``None`` never terminates.
     :param terminal_value_fn: Value ``obs (B, obs_dim) -> (B,)`` of a candidate's last predicted
         state, added to its return while it has not terminated; ``None`` adds nothing.
-    :param planning_dtype: ``"float32"`` or ``"bfloat16"``: dtype of the ensemble forward while
-        planning (bf16 is about 3x faster on CPUs with bf16 units; model training stays float32).
+    :param planning_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``: dtype of the ensemble forward
+        while planning (model training stays float32). bf16 is about 2-3x faster on CPUs with
+        AVX512-BF16/AMX units and on recent GPUs, but emulated, and 20x slower than float32, on CPUs
+        without them (it then warns); ``"auto"`` takes bf16 only where it is native.
     :param deterministic_seed: Seed of the planner's random draws at every
         ``predict(deterministic=True)`` call.
     :param optimizer_class: Optimiser of the dynamics model.
@@ -104,7 +106,7 @@ class MPCPolicy(BasePolicy):
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
         self.terminal_value_fn = terminal_value_fn
-        dtypes = {"float32": None, "bfloat16": th.bfloat16}
+        dtypes = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
         if planning_dtype not in dtypes:
             raise ValueError(f"planning_dtype must be one of {sorted(dtypes)}, got {planning_dtype!r}")
         self.planning_dtype = planning_dtype
