@@ -18,6 +18,10 @@ Per round, one torch thread for everything, nothing else running:
 - ``plan_agreement``: from 4 fixed start states with the same seeds, the fp32 and bf16 planners'
   plans scored by the fp32 model (mean prediction of all members): the largest relative gap.
 
+On a CPU without AVX512-BF16/AMX units torch emulates bf16 (a bf16 product is 20x slower than a
+float32 one on an AVX2-only AMD EPYC), so the bf16 timings are skipped there (``--bf16-anyway`` runs
+them) and a ``skipped`` line says why; the plan agreement still runs.
+
 Rounds interleave the systems so that a change of machine load hits all of them. Prints one JSON line
 per result, writes ``benchmarks/results/planning_speed.jsonl`` and ``planning_speed.png``. Usage:
 
@@ -41,6 +45,7 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 
 from benchmarks.common import RESULTS, ROOT, emit, random_transitions  # noqa: E402
+from sb3_mbrl.dynamics.inference import has_fast_bfloat16  # noqa: E402
 
 POPULATION, ITERATIONS, HORIZON, PARTICLES = 500, 5, 15, 20
 ENSEMBLE, HIDDEN = 5, [200, 200, 200, 200]
@@ -183,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="planning steps timed per dtype per round")
     parser.add_argument("--anchor-venv", type=Path, default=os.environ.get("ANCHOR_VENV") or Path.home() / ".cache" / "anchor-venv")
     parser.add_argument("--out", type=Path, default=RESULTS / "planning_speed.jsonl")
+    parser.add_argument("--bf16-anyway", action="store_true", help="time bf16 on a CPU that emulates it, too")
     args = parser.parse_args()
     th.set_num_threads(1)
     anchor_ok = (args.anchor_venv / "bin" / "python").exists() and ANCHOR.exists()
@@ -191,9 +197,22 @@ def main() -> None:
     gflop = gflop_per_step()
     setup = make_policies()
     records: List[Dict[str, Any]] = []
-    machine = {"cpu": platform.processor() or platform.machine(), "torch": th.__version__, "threads": th.get_num_threads()}
+    capabilities = th.cpu.get_capabilities() if hasattr(th.cpu, "get_capabilities") else {}
+    native_bf16 = has_fast_bfloat16(th.device("cpu"))
+    machine = {
+        "cpu": capabilities.get("cpu_name") or platform.processor() or platform.machine(),
+        "cpu_capability": th.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16,
+        "torch": th.__version__,
+        "threads": th.get_num_threads(),
+    }
+    timed_dtypes = [name for name in DTYPES if name == "float32" or native_bf16 or args.bf16_anyway]
+    if "bfloat16" not in timed_dtypes:
+        emit(dict(system="ours", dtype="bfloat16", skipped="this CPU has no AVX512-BF16/AMX units: torch emulates bf16, "
+                  "so PETS' planning_dtype='auto' plans in float32 here (--bf16-anyway times it)"), records)
     for round_index in range(args.rounds):
-        for name, policy in setup["policies"].items():
+        for name in timed_dtypes:
+            policy = setup["policies"][name]
             times = time_ours(policy, setup["obs"], args.steps)
             seconds = float(np.median(times))
             emit(dict(system="ours", dtype=name, round=round_index, s_per_step=round(seconds, 4),
@@ -209,7 +228,7 @@ def main() -> None:
     summary: Dict[str, Any] = dict(system="summary", gflop_per_step=round(gflop, 1), **machine)
     median = {(s, d): float(np.median([r["s_per_step"] for r in records if r.get("system") == s and r.get("dtype") == d]))
               for s, d in {(r["system"], r["dtype"]) for r in records if "s_per_step" in r}}
-    for name in DTYPES:
+    for name in timed_dtypes:
         summary[f"{name}_share_of_bare_bmm"] = round(median[("bare_bmm", name)] / median[("ours", name)], 3)
         if ("mbrllib", "float32") in median:
             summary[f"{name}_ratio_to_mbrllib"] = round(median[("ours", name)] / median[("mbrllib", "float32")], 3)
