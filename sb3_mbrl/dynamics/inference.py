@@ -18,8 +18,13 @@ def _parameter_versions(model: ProbabilisticEnsemble) -> Tuple[Tuple[int, int], 
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_capabilities() -> Dict[str, object]:
+    """The CPU's features as torch detects them (``{}`` on a torch without ``torch.cpu.get_capabilities``)."""
+    return dict(th.cpu.get_capabilities()) if hasattr(th.cpu, "get_capabilities") else {}
+
+
 def _cpu_has_bf16_units() -> bool:
-    capabilities = th.cpu.get_capabilities() if hasattr(th.cpu, "get_capabilities") else {}
+    capabilities = cpu_capabilities()
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 

@@ -81,8 +81,8 @@ class ModelEnv:
     :param generator: Random generator on the model's device (default: torch's global one).
     :param compute_dtype: Run the ensemble's matrix products and activations in this dtype (e.g.
         ``torch.bfloat16``: about 2x faster on CPUs with bf16 units, planning tolerates it);
-        ``None`` keeps float32; ``"auto"`` takes bf16 only on a device where it runs natively. Normalisation, the log-variance bounds and the states stay in
-        float32. The forward is :class:`EnsembleInference` (weights cast once per fit).
+        ``None`` keeps float32; ``"auto"`` takes bf16 only on a device where it runs natively.
+        Normalisation, the log-variance bounds and the states stay in float32. The forward is :class:`EnsembleInference` (weights cast once per fit).
     """
 
     def __init__(
