@@ -169,7 +169,7 @@ def time_mbrllib(anchor_venv: Path) -> Optional[float]:
 def plot(records: List[Dict[str, Any]], path: Path) -> None:
     labels, values = [], []
     for system, dtype in [("mbrllib", "float32"), ("ours", "float32"), ("bare_bmm", "float32"), ("ours", "bfloat16"), ("bare_bmm", "bfloat16")]:
-        times = [r["s_per_step"] for r in records if r.get("system") == system and r.get("dtype") == dtype]
+        times = [r["s_per_step"] for r in records if r.get("system") == system and r.get("dtype") == dtype and "s_per_step" in r]
         if times:
             labels.append(f"{system}\n{dtype}")
             values.append(float(np.median(times)))
