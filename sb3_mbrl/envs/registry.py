@@ -28,8 +28,9 @@ TERMINATION_FNS: Dict[str, TransitionFn] = {
     "MountainCar-v0": terminations.mountain_car_termination,
 }
 
-# Values of the last planned state, below one step's reward (sb3_mbrl.envs.terminal_values).
+# Values of the last planned state, never negative (sb3_mbrl.envs.terminal_values).
 TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
+    "InvertedPendulum-v4": terminal_values.inverted_pendulum_terminal_value,
     "CartPole-v1": terminal_values.cartpole_terminal_value,
     "Acrobot-v1": terminal_values.acrobot_terminal_value,
 }

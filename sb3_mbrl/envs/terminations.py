@@ -15,6 +15,9 @@ CARTPOLE_THETA_THRESHOLD = 12 * 2 * math.pi / 360  # CartPoleEnv.theta_threshold
 ACROBOT_GOAL_HEIGHT = 1.0  # AcrobotEnv._terminal: -cos(t1) - cos(t1 + t2) > 1.0
 MOUNTAIN_CAR_GOAL_POSITION = 0.5  # MountainCarEnv.goal_position
 MOUNTAIN_CAR_GOAL_VELOCITY = 0.0  # MountainCarEnv.goal_velocity (v0 default)
+# gymnasium 0.29 mujoco/assets/inverted_pendulum.xml and InvertedPendulumEnv.step.
+INVERTED_PENDULUM_RAIL = 1.0  # the slider joint's range is [-1, 1]
+INVERTED_PENDULUM_THETA_THRESHOLD = 0.2  # terminated when |obs[1]| > 0.2
 
 
 def _finite(next_obs: th.Tensor) -> th.Tensor:
@@ -27,7 +30,7 @@ def never_terminates(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> 
 
 def inverted_pendulum_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
     """InvertedPendulum-v4: pole angle (obs[1]) beyond 0.2 rad, or a non-finite state."""
-    return ~(_finite(next_obs) & (next_obs[:, 1].abs() <= 0.2))
+    return ~(_finite(next_obs) & (next_obs[:, 1].abs() <= INVERTED_PENDULUM_THETA_THRESHOLD))
 
 
 def inverted_double_pendulum_termination(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:

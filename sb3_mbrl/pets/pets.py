@@ -71,8 +71,9 @@ class PETS(OffPolicyAlgorithm):
     :param termination_fn: ``"auto"`` (known function of the env id if any, else never), ``None``
         (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
     :param terminal_value_fn: Value of the last predicted state of a candidate that has not
-        terminated, added to its return: ``"auto"`` (the known one of the env id, below one step's
-        reward so it only orders candidates with equal returns: CartPole-v1, Acrobot-v1; none for other tasks),
+        terminated, added to its return: ``"auto"`` (the known one of the env id, never negative:
+        CartPole-v1 and Acrobot-v1, below one step's reward so they only order candidates with equal
+        returns; InvertedPendulum-v4, up to 5; none for other tasks),
         ``None`` (none) or a function ``obs (B, obs_dim) -> (B,)`` float tensor
         (:mod:`sb3_mbrl.envs.terminal_values`).
     :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
