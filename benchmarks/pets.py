@@ -214,21 +214,21 @@ def replot(results: str, plot: str) -> None:
     import json
 
     records = [json.loads(line) for line in open(results) if line.strip()]
-    has_invpend = any(r.get("task") == "InvertedPendulum-v4" and "episodes" in r for r in records)
-    fig, axes = plt.subplots(1, 2 if has_invpend else 1, figsize=(11 if has_invpend else 6, 4), squeeze=False)
-    axes = axes[0]
     pend = [r for r in records if r.get("task") == "Pendulum-v1"]
     curves: Dict[str, List[np.ndarray]] = {}
     for r in pend:
         curves.setdefault(r["algo"], []).append(np.array(r["episode_returns"]))
-    if curves:
-        draw_pendulum(axes[0], curves, sorted({r["seed"] for r in pend}))
     episodes: Dict[str, List] = {}
     for r in records:
         if r.get("task") == "InvertedPendulum-v4" and "episodes" in r:
             episodes.setdefault(r["algo"], []).append(r["episodes"])
+    n_panels = max(1, bool(curves) + bool(episodes))  # only the tasks the file holds
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4), squeeze=False)
+    panels = iter(axes[0])
+    if curves:
+        draw_pendulum(next(panels), curves, sorted({r["seed"] for r in pend}))
     if episodes:
-        draw_inverted_pendulum(axes[1], episodes)
+        draw_inverted_pendulum(next(panels), episodes)
     fig.tight_layout()
     fig.savefig(plot, dpi=100)
 
