@@ -10,6 +10,7 @@ from sb3_mbrl import PETS
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.envs import get_reward_fn, get_terminal_value_fn, get_termination_fn
 from sb3_mbrl.envs.terminal_values import cartpole_terminal_value, inverted_pendulum_terminal_value
+from sb3_mbrl.envs.terminations import INVERTED_PENDULUM_RAIL
 from sb3_mbrl.planning import CategoricalCEMOptimizer, CEMOptimizer
 
 
@@ -111,6 +112,9 @@ def test_inverted_pendulum_terminal_value_prefers_the_rail_centre_at_rest_and_is
     th.testing.assert_close(value[4], value[0])
     assert value[5] == 0.0 and value[6] == 0.0 and bool((value >= 0).all())
     assert get_terminal_value_fn("InvertedPendulum-v4") is inverted_pendulum_terminal_value
+    pytest.importorskip("mujoco")
+    slider_range = gym.make("InvertedPendulum-v4").unwrapped.model.jnt_range[0]  # the value's rail
+    assert list(slider_range) == [-INVERTED_PENDULUM_RAIL, INVERTED_PENDULUM_RAIL]
 
 
 def balance_inverted_pendulum(with_terminal_value: bool, steps: int, seed: int = 0) -> int:

@@ -51,7 +51,6 @@ def acrobot_terminal_value(obs: th.Tensor) -> th.Tensor:
     return 0.5 * ((height + 2.0) / 4.0).clamp(0.0, 1.0)
 
 
-
 # InvertedPendulum-v4's value is worth several steps' reward. Planning on the exact MuJoCo dynamics
 # (CEM 100 x 5, horizon 15, seed 0) the pole stayed up for 1,000 steps with the value at any scale
 # (1, 5, 15) and fell after 95 without it (the cart reached the end of the rail). On the learned
