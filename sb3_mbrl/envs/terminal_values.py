@@ -65,8 +65,8 @@ def inverted_pendulum_terminal_value(obs: th.Tensor) -> th.Tensor:
     """
     InvertedPendulum-v4: ``5 * (1 - ((x + x_dot * 1 s) / 1)^2 / 2 - (theta / 0.2)^2 / 2)``, clipped to
     ``[0, 5]``: highest with the cart centred and at rest on its rail (``|x| <= 1``) and the pole
-    upright. The env does not end an episode at the end of the rail, but the cart stops dead there,
-    which the learned model predicts poorly, and the pole falls; obs = [x, theta, x_dot, theta_dot].
+    upright. The env does not end an episode at the end of the rail, but the cart stops dead there
+    and the pole falls; obs = [x, theta, x_dot, theta_dot].
     """
     x_ahead = obs[:, 0] + LOOKAHEAD_SECONDS * obs[:, 2]
     theta = obs[:, 1]
