@@ -10,7 +10,7 @@ from sb3_mbrl import PETS
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.envs import get_reward_fn, get_terminal_value_fn, get_termination_fn
 from sb3_mbrl.envs.terminal_values import cartpole_terminal_value, inverted_pendulum_terminal_value
-from sb3_mbrl.envs.terminations import INVERTED_PENDULUM_RAIL
+from sb3_mbrl.envs.terminations import INVERTED_PENDULUM_RAIL, INVERTED_PENDULUM_THETA_THRESHOLD
 from sb3_mbrl.planning import CategoricalCEMOptimizer, CEMOptimizer
 
 
@@ -136,7 +136,7 @@ def balance_inverted_pendulum(with_terminal_value: bool, steps: int, seed: int =
                     sim.data.ctrl[:] = action
                     mujoco.mj_step(sim.model, sim.data, nstep=frame_skip)
                     total[p] += 1.0  # alive reward, the terminal step's included
-                    if abs(sim.data.qpos[1]) > 0.2:
+                    if abs(sim.data.qpos[1]) > INVERTED_PENDULUM_THETA_THRESHOLD:  # the env's termination
                         alive[p] = False
                         break
                 last[p] = np.concatenate([sim.data.qpos, sim.data.qvel])
