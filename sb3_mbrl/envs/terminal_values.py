@@ -55,7 +55,7 @@ def acrobot_terminal_value(obs: th.Tensor) -> th.Tensor:
 # (CEM 100 x 5, horizon 15, seed 0) the pole stayed up for 1,000 steps with the value at any scale
 # (1, 5, 15) and fell after 95 without it (the cart reached the end of the rail). On the learned
 # model (PETS' zoo config, seed 1, 1,500 env steps) a value below one step's reward (0.5, as for
-# CartPole) still ended every planned episode after 121-210 steps; at 5 the seed reached a 1,000-step
+# CartPole; an earlier pilot) still ended every planned episode after 121-210 steps; at 5 the seed reached a 1,000-step
 # episode at env step 1,476. Averaged over particles, a larger value favours candidates that end
 # near the centre on most particles over ones that merely survive on all of them.
 INVERTED_PENDULUM_VALUE_SCALE = 5.0
