@@ -1,10 +1,19 @@
-"""The reward, termination and terminal-value functions an algorithm plans or rolls out with: ``"auto"``, ``None`` or a callable."""
+"""The reward, termination, terminal-value and observation-processing functions an algorithm plans or rolls out with: ``"auto"``, ``None`` or a callable."""
 import warnings
 from typing import Callable, Optional, Tuple, Union
 
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_mbrl.envs import StateValueFn, TransitionFn, get_reward_fn, get_terminal_value_fn, get_termination_fn, has_terminal_states
+from sb3_mbrl.envs import (
+    ObsProcessFn,
+    StateValueFn,
+    TransitionFn,
+    get_obs_process_fn,
+    get_reward_fn,
+    get_terminal_value_fn,
+    get_termination_fn,
+    has_terminal_states,
+)
 
 # A user passes a callable, None, or "auto" (look the function up by env id).
 TransitionFnArg = Union[str, None, Callable]
@@ -27,7 +36,7 @@ def env_id_of(env: Optional[VecEnv]) -> Optional[str]:
 
 
 def check_fn_argument(algo_name: str, name: str, value: TransitionFnArg) -> None:
-    """Refuse a ``reward_fn`` / ``termination_fn`` / ``terminal_value_fn`` that is not a callable, ``None`` or ``"auto"``."""
+    """Refuse a ``reward_fn`` / ``termination_fn`` / ``terminal_value_fn`` / ``obs_process_fn`` that is not a callable, ``None`` or ``"auto"``."""
     if not (value is None or value == "auto" or callable(value)):
         raise ValueError(f"{algo_name}: {name} must be a callable, None or 'auto', got {value!r}")
 
@@ -73,3 +82,17 @@ def resolve_terminal_value_fn(algo_name: str, env_id: Optional[str], terminal_va
     """
     check_fn_argument(algo_name, "terminal_value_fn", terminal_value_fn)
     return get_terminal_value_fn(env_id) if terminal_value_fn == "auto" else terminal_value_fn  # type: ignore[return-value]
+
+
+def resolve_obs_process_fn(algo_name: str, env_id: Optional[str], obs_process_fn: TransitionFnArg) -> Optional[ObsProcessFn]:
+    """
+    Turn ``"auto"`` into the known observation processing of ``env_id`` for the dynamics model
+    (``None``, the whole observation, for most tasks) and check the rest.
+
+    :param algo_name: Name of the algorithm in messages.
+    :param env_id: The env's gymnasium id (``None``: nothing is known about it).
+    :param obs_process_fn: The user's ``obs_process_fn`` argument.
+    :return: The function ``obs (..., obs_dim) -> (..., d)``, or ``None``.
+    """
+    check_fn_argument(algo_name, "obs_process_fn", obs_process_fn)
+    return get_obs_process_fn(env_id) if obs_process_fn == "auto" else obs_process_fn  # type: ignore[return-value]

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_mbrl.dynamics.layers import EnsembleLinear
+from sb3_mbrl.envs.types import ObsProcessFn
 
 # Keeps a (near) constant dimension from dividing by zero; such dimensions get std 1.
 _STD_FLOOR = 1e-6
@@ -18,9 +19,35 @@ def _fit_stats(data: th.Tensor) -> Tuple[th.Tensor, th.Tensor]:
     return mean, std
 
 
+def processed_obs_dim(obs_process_fn: Optional[ObsProcessFn], obs_dim: int) -> int:
+    """
+    Width ``d`` of what ``obs_process_fn`` makes of an observation, checked on a batch and on a
+    batch per member (the ensemble calls it on ``(B, obs_dim)`` and ``(E, B, obs_dim)``).
+
+    :raises ValueError: If it does not return a float tensor ``(..., d)`` with the same leading shape.
+    """
+    if obs_process_fn is None:
+        return obs_dim
+    name = getattr(obs_process_fn, "__name__", obs_process_fn)
+    widths = set()
+    for lead in ((3,), (2, 3)):
+        out = obs_process_fn(th.zeros(*lead, obs_dim))
+        if not isinstance(out, th.Tensor) or not out.is_floating_point() or tuple(out.shape[:-1]) != lead or out.shape[-1] < 1:
+            got = f"{type(out).__name__} {tuple(out.shape)}" if isinstance(out, th.Tensor) else type(out).__name__
+            raise ValueError(
+                f"obs_process_fn {name!r} must map obs (..., {obs_dim}) to a float tensor (..., d) with the "
+                f"same leading dimensions; for {(*lead, obs_dim)} it returned {got}"
+            )
+        widths.add(out.shape[-1])
+    if len(widths) != 1:
+        raise ValueError(f"obs_process_fn {name!r} returned different widths {sorted(widths)} for a batch and a batch per member")
+    return widths.pop()
+
+
 class ProbabilisticEnsemble(nn.Module):
     """
-    Ensemble of Gaussian MLPs predicting ``[next_obs - obs, reward]`` from ``[obs, action]``.
+    Ensemble of Gaussian MLPs predicting ``[next_obs - obs, reward]`` from ``[obs, action]``
+    (``[obs_process_fn(obs), action]`` when given).
 
     Inputs and targets are normalised with statistics fitted on the training data
     (:meth:`fit_normalizer`); the statistics are buffers, so they are saved with ``state_dict``.
@@ -38,6 +65,9 @@ class ProbabilisticEnsemble(nn.Module):
     :param init_min_logvar: Initial lower soft bound of the log-variance.
     :param learn_logvar_bounds: Whether the bounds are trained (as in the original PETS/MBPO code).
     :param logvar_penalty: Coefficient of ``sum(max_logvar) - sum(min_logvar)`` in the loss.
+    :param obs_process_fn: What the network reads of an observation, ``obs (..., obs_dim) ->
+        (..., d)`` (e.g. :func:`sb3_mbrl.envs.model_inputs.drop_cart_position`); the targets stay
+        the change of the whole observation. ``None`` reads all of it.
     """
 
     def __init__(
@@ -54,6 +84,7 @@ class ProbabilisticEnsemble(nn.Module):
         init_min_logvar: float = -10.0,
         learn_logvar_bounds: bool = True,
         logvar_penalty: float = 0.01,
+        obs_process_fn: Optional[ObsProcessFn] = None,
     ) -> None:
         super().__init__()
         if obs_dim < 1 or action_dim < 1:
@@ -65,7 +96,9 @@ class ProbabilisticEnsemble(nn.Module):
             raise ValueError(f"num_elites must be in [1, ensemble_size={ensemble_size}], got {num_elites}")
         if len(hidden_sizes) < 1:
             raise ValueError("hidden_sizes needs at least one layer")
-        sizes = [obs_dim + action_dim, *hidden_sizes]
+        self.obs_process_fn = obs_process_fn
+        self.processed_obs_dim = processed_obs_dim(obs_process_fn, obs_dim)
+        sizes = [self.processed_obs_dim + action_dim, *hidden_sizes]
         if weight_decays is None:
             weight_decays = [0.0] * len(sizes)
         if len(weight_decays) != len(sizes):
@@ -77,7 +110,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.num_elites = num_elites
         self.learn_reward = learn_reward
         self.logvar_penalty = logvar_penalty
-        self.input_dim = obs_dim + action_dim
+        self.input_dim = self.processed_obs_dim + action_dim
         self.output_dim = obs_dim + int(learn_reward)
 
         self.hidden_layers = nn.ModuleList(
@@ -155,6 +188,12 @@ class ProbabilisticEnsemble(nn.Module):
         self.max_logvar.add_(logvar_shift)
         self.min_logvar.add_(logvar_shift)
 
+    def model_inputs(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Raw network inputs ``[obs_process_fn(obs), actions]`` ``(..., input_dim)`` of ``obs (..., obs_dim)``."""
+        if self.obs_process_fn is not None:
+            obs = self.obs_process_fn(obs)
+        return th.cat([obs, actions], dim=-1)
+
     def normalize_inputs(self, inputs: th.Tensor) -> th.Tensor:
         return (inputs - self.input_mean) / self.input_std
 
@@ -208,7 +247,7 @@ class ProbabilisticEnsemble(nn.Module):
         :param members: Member indices to use; all members when ``None``.
         :return: Mean and variance in raw units, each ``(E', B, out)``.
         """
-        x = self.normalize_inputs(th.cat([obs, actions], dim=-1))
+        x = self.normalize_inputs(self.model_inputs(obs, actions))
         if x.dim() == 2:
             n_members = self.ensemble_size if members is None else len(members)
             x = x.unsqueeze(0).expand(n_members, -1, -1)

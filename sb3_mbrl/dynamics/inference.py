@@ -146,7 +146,7 @@ class EnsembleInference:
         self._set_device_dtype(obs.device)
         self._prepare(members)
         n_members, n_rows = obs.shape[0], obs.shape[1]
-        x = model.normalize_inputs(th.cat([obs, actions], dim=-1)).to(self.compute_dtype)  # (E', G, in)
+        x = model.normalize_inputs(model.model_inputs(obs, actions)).to(self.compute_dtype)  # (E', G, in)
         buffers = self._layer_buffers(n_members, n_rows, obs.device)
         n_hidden = len(buffers) - 1
         inplace_activation = isinstance(model.activation, nn.SiLU)

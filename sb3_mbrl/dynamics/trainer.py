@@ -28,7 +28,8 @@ def make_training_data(
     device: th.device,
 ) -> tuple:
     """
-    Check shapes and values and build ``inputs = [obs, action]`` and
+    Check shapes and values and build ``inputs = [obs, action]`` (``[obs_process_fn(obs), action]``
+    when the model has one, :meth:`ProbabilisticEnsemble.model_inputs`) and
     ``targets = [next_obs - obs, reward]`` on ``device``.
 
     :raises ValueError: on empty data, mismatched shapes, or NaN/inf rows (with their count).
@@ -62,7 +63,7 @@ def make_training_data(
     n_bad = int(bad.sum())
     if n_bad:
         raise ValueError(f"{n_bad} of {n_rows} training rows contain NaN or inf; refusing to fit the dynamics model")
-    inputs = th.cat([obs_t, act_t], dim=1)  # (N, obs_dim + action_dim)
+    inputs = model.model_inputs(obs_t, act_t)  # (N, input_dim)
     targets = next_t - obs_t  # (N, obs_dim)
     if model.learn_reward:
         targets = th.cat([targets, parts["rewards"]], dim=1)  # (N, obs_dim + 1)

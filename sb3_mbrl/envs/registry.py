@@ -1,8 +1,8 @@
 """Lookup of known reward, termination and terminal-value functions by env id."""
 from typing import Dict, Optional
 
-from sb3_mbrl.envs import rewards, terminal_values, terminations
-from sb3_mbrl.envs.types import StateValueFn, TransitionFn
+from sb3_mbrl.envs import model_inputs, rewards, terminal_values, terminations
+from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 
 REWARD_FNS: Dict[str, TransitionFn] = {
     "Pendulum-v1": rewards.pendulum_reward,
@@ -33,6 +33,11 @@ TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
     "InvertedPendulum-v4": terminal_values.inverted_pendulum_terminal_value,
     "CartPole-v1": terminal_values.cartpole_terminal_value,
     "Acrobot-v1": terminal_values.acrobot_terminal_value,
+}
+
+# What the dynamics model reads of an observation (sb3_mbrl.envs.model_inputs); the whole of it elsewhere.
+OBS_PROCESS_FNS: Dict[str, ObsProcessFn] = {
+    "InvertedPendulum-v4": model_inputs.drop_cart_position,
 }
 
 # Tasks known to have terminal states; a learner without their termination function is warned.
@@ -66,6 +71,11 @@ def get_termination_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
 def get_terminal_value_fn(env_id: Optional[str]) -> Optional[StateValueFn]:
     """The known terminal value function of ``env_id``, or ``None``."""
     return TERMINAL_VALUE_FNS.get(_strip_namespace(env_id)) if env_id else None
+
+
+def get_obs_process_fn(env_id: Optional[str]) -> Optional[ObsProcessFn]:
+    """The known observation processing for the dynamics model of ``env_id``, or ``None`` (the whole observation)."""
+    return OBS_PROCESS_FNS.get(_strip_namespace(env_id)) if env_id else None
 
 
 def has_terminal_states(env_id: Optional[str]) -> bool:

@@ -9,3 +9,6 @@ TransitionFn = Callable[[th.Tensor, th.Tensor, th.Tensor], th.Tensor]
 
 # obs (B, obs_dim) -> value (B,) float: the value of a state a planned candidate ends in.
 StateValueFn = Callable[[th.Tensor], th.Tensor]
+
+# obs (..., obs_dim) -> (..., d): what the dynamics model reads of an observation (with the action).
+ObsProcessFn = Callable[[th.Tensor], th.Tensor]

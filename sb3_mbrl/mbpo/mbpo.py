@@ -19,7 +19,7 @@ from sb3_mbrl.common.buffers import replay_buffer_transitions
 from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
 from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
-from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_transition_fns
+from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_obs_process_fn, resolve_transition_fns
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble, model_weight_decays_for
 from sb3_mbrl.mbpo.buffers import MixedReplayBuffer, ModelTransitionBuffer, rollout_capacity
 from sb3_mbrl.mbpo.rollouts import branched_rollouts
@@ -78,6 +78,9 @@ class MBPO(SAC):
         (learned) or ``(obs, action, next_obs) -> (B,)``.
     :param termination_fn: ``"auto"`` (known function, else never, with a warning for tasks that
         terminate), ``None`` (never) or ``(obs, action, next_obs) -> (B,)`` bool.
+    :param obs_process_fn: What the dynamics model reads of an observation (it still predicts the
+        change of all of it): ``None`` (all of it, the default: MBPO's benchmarks ran so), ``"auto"``
+        (the known processing of the env id, :mod:`sb3_mbrl.envs.model_inputs`) or ``obs (..., obs_dim) -> (..., d)``.
     :param rollout_deterministic: Use the model's mean instead of sampling in rollouts.
     :param num_threads: Torch intra-op threads while ``learn()`` runs (the caller's setting is
         restored after): 1 by default, which stays fast when other jobs share the cores (README,
@@ -139,6 +142,7 @@ class MBPO(SAC):
         model_retain_epochs: int = 1,
         reward_fn: TransitionFnArg = "auto",
         termination_fn: TransitionFnArg = "auto",
+        obs_process_fn: TransitionFnArg = None,
         rollout_deterministic: bool = False,
         num_threads: Optional[int] = 1,
         _init_setup_model: bool = True,
@@ -180,6 +184,7 @@ class MBPO(SAC):
         self.model_retain_epochs = model_retain_epochs
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.obs_process_fn = obs_process_fn
         self.rollout_deterministic = rollout_deterministic
         self.env_id = env_id_of(self.env)
         self.num_threads = check_num_threads(num_threads)
@@ -208,6 +213,7 @@ class MBPO(SAC):
             obs_dim, action_dim, ensemble_size=self.ensemble_size, hidden_sizes=self.model_net_arch,
             activation_fn=self.model_activation_fn, learn_reward=reward is None, num_elites=self.num_elites,
             weight_decays=self.model_weight_decays,
+            obs_process_fn=resolve_obs_process_fn("MBPO", self.env_id, self.obs_process_fn),
         ).to(self.device)
         self.model_trainer = make_model_trainer(self, self.dynamics, learning_rate=self.model_lr_schedule(1.0))
         self.dynamics_optimizer = self.model_trainer.optimizer

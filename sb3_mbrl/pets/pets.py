@@ -15,7 +15,13 @@ from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normali
 from sb3_mbrl.common.deprecation import renamed_arguments
 from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
-from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_terminal_value_fn, resolve_transition_fns
+from sb3_mbrl.common.transition_fns import (
+    TransitionFnArg,
+    env_id_of,
+    resolve_obs_process_fn,
+    resolve_terminal_value_fn,
+    resolve_transition_fns,
+)
 from sb3_mbrl.dynamics import ProbabilisticEnsemble, model_weight_decays_for
 from sb3_mbrl.dynamics.weight_decays import WeightDecays
 from sb3_mbrl.pets.action_spaces import check_action_space
@@ -76,6 +82,11 @@ class PETS(OffPolicyAlgorithm):
         returns; InvertedPendulum-v4, up to 5; none for other tasks),
         ``None`` (none) or a function ``obs (B, obs_dim) -> (B,)`` float tensor
         (:mod:`sb3_mbrl.envs.terminal_values`).
+    :param obs_process_fn: What the dynamics model reads of an observation (it still predicts the
+        change of all of it): ``None`` (all of it), ``"auto"`` (the known processing of the env id:
+        InvertedPendulum-v4 drops the cart position, :mod:`sb3_mbrl.envs.model_inputs`; all of it for
+        other tasks) or a function ``obs (..., obs_dim) -> (..., d)`` tensor. ``None`` by default, so
+        models saved before it existed load as they were; the zoo entry of InvertedPendulum-v4 sets ``"auto"``.
     :param model_epochs: Maximum epochs per model fit (``None``: early stopping only).
     :param model_patience: Epochs without holdout improvement before a fit stops (together with
         ``model_min_updates``).
@@ -128,6 +139,7 @@ class PETS(OffPolicyAlgorithm):
         reward_fn: TransitionFnArg = "auto",
         termination_fn: TransitionFnArg = "auto",
         terminal_value_fn: TransitionFnArg = "auto",
+        obs_process_fn: TransitionFnArg = None,
         model_epochs: Optional[int] = None,
         model_patience: int = 5,
         model_min_updates: int = 100,
@@ -186,6 +198,7 @@ class PETS(OffPolicyAlgorithm):
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
         self.terminal_value_fn = terminal_value_fn
+        self.obs_process_fn = obs_process_fn
         self.model_learning_rate = model_learning_rate
         self.model_batch_size = model_batch_size
         self.model_epochs = model_epochs
@@ -219,6 +232,7 @@ class PETS(OffPolicyAlgorithm):
         )
         reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
         terminal_value = resolve_terminal_value_fn("PETS", self.env_id, self.terminal_value_fn)
+        obs_process = resolve_obs_process_fn("PETS", self.env_id, self.obs_process_fn)
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space,
             self.action_space,
@@ -230,6 +244,7 @@ class PETS(OffPolicyAlgorithm):
             reward_fn=reward,
             termination_fn=termination,
             terminal_value_fn=terminal_value,
+            obs_process_fn=obs_process,
             net_arch=self.model_net_arch,
             activation_fn=self.model_activation_fn,
             weight_decays=self.model_weight_decays,

@@ -14,7 +14,7 @@ from torch import nn
 
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
-from sb3_mbrl.envs.types import StateValueFn, TransitionFn
+from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
 from sb3_mbrl.pets.planning_times import planning_summary
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer
@@ -55,6 +55,8 @@ class MPCPolicy(BasePolicy):
     :param termination_fn: Known termination function; ``None`` never terminates.
     :param terminal_value_fn: Value ``obs (B, obs_dim) -> (B,)`` of a candidate's last predicted
         state, added to its return while it has not terminated; ``None`` adds nothing.
+    :param obs_process_fn: What the ensemble reads of an observation, ``obs (..., obs_dim) ->
+        (..., d)``; ``None`` reads all of it (:class:`ProbabilisticEnsemble`).
     :param planning_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``: dtype of the ensemble forward
         while planning (model training stays float32). bf16 is about 2-3x faster on CPUs with
         AVX512-BF16/AMX units and on recent GPUs, but emulated, and 20x slower than float32, on CPUs
@@ -84,6 +86,7 @@ class MPCPolicy(BasePolicy):
         reward_fn: Optional[TransitionFn] = None,
         termination_fn: Optional[TransitionFn] = None,
         terminal_value_fn: Optional[StateValueFn] = None,
+        obs_process_fn: Optional[ObsProcessFn] = None,
         planning_dtype: str = "float32",
         deterministic_seed: int = 0,
         optimizer_class: Type[th.optim.Optimizer] = th.optim.Adam,
@@ -106,6 +109,7 @@ class MPCPolicy(BasePolicy):
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
         self.terminal_value_fn = terminal_value_fn
+        self.obs_process_fn = obs_process_fn
         dtypes = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
         if planning_dtype not in dtypes:
             raise ValueError(f"planning_dtype must be one of {sorted(dtypes)}, got {planning_dtype!r}")
@@ -125,6 +129,7 @@ class MPCPolicy(BasePolicy):
             num_elites=num_elites,
             weight_decays=weight_decays,
             learn_logvar_bounds=learn_logvar_bounds,
+            obs_process_fn=obs_process_fn,
         )
         self.register_buffer("fitted", th.tensor(False))
         self._fitted_key: Optional[Tuple[int, int]] = None  # is_fitted()'s cache
@@ -170,6 +175,7 @@ class MPCPolicy(BasePolicy):
             reward_fn=self.reward_fn,
             termination_fn=self.termination_fn,
             terminal_value_fn=self.terminal_value_fn,
+            obs_process_fn=self.obs_process_fn,
             planning_dtype=self.planning_dtype,
             deterministic_seed=self.deterministic_seed,
         )
