@@ -116,8 +116,15 @@ def test_pets_resolves_auto_keeps_it_on_save_and_load_and_plans_the_same(tmp_pat
         PETS("MlpPolicy", "InvertedPendulum-v4", obs_process_fn="drop")
 
 
-def test_the_inverted_pendulum_zoo_entry_plans_without_the_cart_position():
-    assert read_zoo_entry("pets", "InvertedPendulum-v4")["obs_process_fn"] == "auto"
+def test_the_inverted_pendulum_zoo_entry_plans_without_the_cart_position_and_refits_inside_episodes():
+    entry = read_zoo_entry("pets", "InvertedPendulum-v4")
+    assert entry["obs_process_fn"] == "auto"
+    # Every 250 env steps, not after every episode: the first planned episode (289-1,000 steps on
+    # seeds 0-4) otherwise runs on a model of the random steps alone (README, PETS). The step
+    # schedule itself: tests/test_sb3_contract.py::test_pets_step_schedule_counts_steps_over_envs.
+    assert entry["model_train_freq"] == 250
+    model = PETS("MlpPolicy", "InvertedPendulum-v4", model_train_freq=entry["model_train_freq"], model_net_arch=[16])
+    assert (model._refits.n, model._refits.unit.value) == (250, "step")
 
 
 def test_mbpo_passes_it_to_its_model_with_two_envs(tmp_path):
