@@ -37,7 +37,7 @@ TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
 
 # What the dynamics model reads of an observation (sb3_mbrl.envs.model_inputs); the whole of it elsewhere.
 OBS_PROCESS_FNS: Dict[str, ObsProcessFn] = {
-    "InvertedPendulum-v4": model_inputs.drop_cart_position,
+    "InvertedPendulum-v4": model_inputs.cart_rail_contact,
 }
 
 # Tasks known to have terminal states; a learner without their termination function is warned.
