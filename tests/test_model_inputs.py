@@ -10,8 +10,8 @@ from sb3_mbrl.common.zoo_config import read_zoo_entry
 from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.inference import EnsembleInference
 from sb3_mbrl.envs import get_obs_process_fn
-from sb3_mbrl.envs.registry import OBS_PROCESS_FNS
 from sb3_mbrl.envs.model_inputs import cart_rail_contact, drop_cart_position
+from sb3_mbrl.envs.registry import OBS_PROCESS_FNS
 
 
 def _drifting_cart_data(n: int, x_range: float, seed: int):

@@ -42,4 +42,4 @@ def cart_rail_contact(obs: th.Tensor) -> th.Tensor:
     x = obs[..., :1]
     zone_start = INVERTED_PENDULUM_RAIL - RAIL_CONTACT_ZONE
     contact = (x.abs() - zone_start).clamp_min(0.0) / RAIL_CONTACT_ZONE * x.sign()
-    return th.cat([obs[..., 1:], contact], dim=-1)
+    return th.cat([drop_cart_position(obs), contact], dim=-1)
