@@ -24,16 +24,17 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 
 from benchmarks.common import RESULTS, emit  # noqa: E402
+from sb3_mbrl.envs.rewards import pendulum_reward  # noqa: E402
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py): g, m = l = 1, dt, speed and torque limits.
 G, DT, MAX_SPEED, MAX_TORQUE = 10.0, 0.05, 8.0, 2.0
 
 
 def pendulum_step(theta: th.Tensor, theta_dot: th.Tensor, torque: th.Tensor):
-    """One exact Pendulum-v1 step for a batch: (next theta, next theta_dot, reward), all (P,)."""
+    """One exact Pendulum-v1 step for a batch: (next theta, next theta_dot, reward), all (P,); the reward is sb3_mbrl's."""
+    obs = th.stack([th.cos(theta), th.sin(theta), theta_dot], dim=1)  # (P, 3), Pendulum-v1's observation
+    reward = pendulum_reward(obs, torque.unsqueeze(1), obs)  # the project's known reward: the state before the step
     torque = torque.clamp(-MAX_TORQUE, MAX_TORQUE)
-    angle = (theta + np.pi) % (2 * np.pi) - np.pi
-    reward = -(angle**2 + 0.1 * theta_dot**2 + 0.001 * torque**2)
     theta_dot = (theta_dot + (3 * G / 2 * th.sin(theta) + 3.0 * torque) * DT).clamp(-MAX_SPEED, MAX_SPEED)
     return theta + theta_dot * DT, theta_dot, reward
 
