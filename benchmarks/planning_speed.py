@@ -143,7 +143,7 @@ def plan_agreement(policies: Dict[str, Any]) -> Dict[str, Any]:
     for name, policy in policies.items():
         th.manual_seed(0)
         policy.model_env.generator = th.Generator().manual_seed(0)
-        plan = policy._planner.optimize(
+        plan = policy.receding_horizon.planner.optimize(
             lambda c, p=policy: p.model_env.evaluate_action_sequences(c, starts, PARTICLES), n_starts=starts.shape[0]
         )
         policy.model_env.generator = None

@@ -117,7 +117,7 @@ def test_old_names_build_and_train_the_same_model():
         assert model.model_weight_decays == model.policy.weight_decays == [1e-5, 2e-5, 3e-5]
         assert model.policy_kwargs == {"planning_dtype": "bfloat16"}
         assert model.model_trainer.batch_size == 64 and model.model_trainer.holdout_ratio == 0.25
-        assert type(model.policy._planner).__name__ == "ICEMOptimizer"
+        assert type(model.policy.receding_horizon.planner).__name__ == "ICEMOptimizer"
         models.append(model.learn(120))
     old, new = models
     np.testing.assert_array_equal(old.replay_buffer.actions[:120], new.replay_buffer.actions[:120])

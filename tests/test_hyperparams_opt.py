@@ -57,7 +57,7 @@ def test_pets_sampler_builds_pets(seed):
     # Compared first: SB3 constructors add entries to the policy_kwargs dict they get.
     assert _same(hyperparams_from_params("pets", trial.params), kwargs)
     model = PETS("MlpPolicy", "Pendulum-v1", **kwargs)  # builds the planner, so its settings are checked
-    planner = model.policy._planner
+    planner = model.policy.receding_horizon.planner
     assert model.horizon == kwargs["horizon"] == planner.horizon
     assert type(planner).__name__.lower().startswith(kwargs["planner"])
     assert 2 <= planner.num_elites < planner.population_size == trial.params["population_size"]

@@ -194,7 +194,7 @@ def test_warm_start_shifts_previous_plan():
     model.learn(100)
     policy = model.policy
     calls = []
-    planner = policy._planner
+    planner = policy.receding_horizon.planner
     original = planner.optimize
 
     def spy(objective, initial_mean=None, n_starts=1, **kwargs):
@@ -218,12 +218,12 @@ def test_evaluation_does_not_disturb_the_training_warm_start():
     model.learn(60)
     policy = model.policy
     policy.use_plan_slot("collect")
-    collect_plan = policy._plan.clone()
+    collect_plan = policy.receding_horizon.plan.clone()
     policy.use_plan_slot("predict")
     evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
-    assert policy._plan is not None  # evaluation planned in its own slot
+    assert policy.receding_horizon.plan is not None  # evaluation planned in its own slot
     policy.use_plan_slot("collect")
-    assert th.equal(policy._plan, collect_plan)
+    assert th.equal(policy.receding_horizon.plan, collect_plan)
     policy.use_plan_slot("predict")
 
 
@@ -234,10 +234,10 @@ def test_vec_env_with_two_envs_and_per_env_reset():
     assert model.replay_buffer.size() == 100  # 100 steps x 2 envs
     actions, _ = model.predict(np.zeros((2, 3), np.float32))
     assert actions.shape == (2, 1)
-    before = model.policy._plan.clone()
+    before = model.policy.receding_horizon.plan.clone()
     model.policy.reset_plans(np.array([True, False]))
-    assert th.equal(model.policy._plan[0], th.zeros_like(before[0]))
-    assert th.equal(model.policy._plan[1], before[1])
+    assert th.equal(model.policy.receding_horizon.plan[0], th.zeros_like(before[0]))
+    assert th.equal(model.policy.receding_horizon.plan[1], before[1])
 
 
 def test_callbacks_fire_and_can_stop(tmp_path):
@@ -284,7 +284,7 @@ def test_planners_and_propagations_beat_random_action_sequences(planner, propaga
     policy.reset_plans()
     first_action, _ = model.predict(obs, deterministic=True)  # (M, 1)
     # the full plan: its first action, then the rest, kept shifted as the next warm start
-    plan = th.cat([th.as_tensor(first_action)[:, None], policy._plan[:, :-1]], dim=1)  # (M, H, 1)
+    plan = th.cat([th.as_tensor(first_action)[:, None], policy.receding_horizon.plan[:, :-1]], dim=1)  # (M, H, 1)
     assert plan.shape == (4, 10, 1)
 
     th.manual_seed(0)

@@ -1,9 +1,8 @@
 """The MPC policy of PETS: plans with the ensemble at every step."""
-import contextlib
 import time
 import warnings
 from collections import deque
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Type, Union
+from typing import Any, ContextManager, Dict, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch as th
@@ -13,11 +12,12 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_mbrl.common.policy_io import load_policy, save_policy
+from sb3_mbrl.common.receding_horizon import RecedingHorizon, seeded_draws
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
 from sb3_mbrl.pets.planning_times import planning_summary
-from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer
+from sb3_mbrl.planning import TrajectoryOptimizer
 
 
 class MPCPolicy(BasePolicy):
@@ -144,13 +144,8 @@ class MPCPolicy(BasePolicy):
             compute_dtype=dtypes[planning_dtype],
         )
         self.optimizer = self.optimizer_class(self.dynamics.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-        self._planner = self._make_planner(th.device("cpu"))  # checks the planner settings now
-        self._plan: Optional[th.Tensor] = None  # (M, H, A): warm start for the next step
-        self._elites: Optional[th.Tensor] = None  # iCEM's kept elites, shifted
-        # Warm starts of other callers (PETS' own data collection vs. evaluate_policy / EvalCallback
-        # in the middle of a training episode), so one never warm-starts from the other's plan.
-        self._saved_plans: Dict[str, Tuple[Optional[th.Tensor], Optional[th.Tensor]]] = {}
-        self._active_slot = "predict"
+        # The planner (built now, so bad settings fail here) and the warm starts per env and caller.
+        self.receding_horizon = RecedingHorizon(self._make_planner)
         # Milliseconds of each planning step of data collection (the "collect" slot) since the
         # last log dump; evaluation steps are not mixed in. Bounded in case nothing dumps.
         self.planning_ms: deque = deque(maxlen=100_000)
@@ -181,33 +176,17 @@ class MPCPolicy(BasePolicy):
         )
         return data
 
-    @contextlib.contextmanager
-    def plan_slot(self, name: str) -> Iterator[None]:
+    def plan_slot(self, name: str) -> ContextManager[None]:
         """Plan in the warm-start slot ``name`` inside the block, back in ``"predict"`` after it."""
-        self.use_plan_slot(name)
-        try:
-            yield
-        finally:
-            self.use_plan_slot("predict")
+        return self.receding_horizon.plan_slot(name)
 
     def use_plan_slot(self, name: str) -> None:
         """Switch the warm-start state to the one kept under ``name`` (``"predict"`` by default)."""
-        if name == self._active_slot:
-            return
-        self._saved_plans[self._active_slot] = (self._plan, self._elites)
-        self._plan, self._elites = self._saved_plans.pop(name, (None, None))
-        self._active_slot = name
+        self.receding_horizon.use_plan_slot(name)
 
     def reset_plans(self, episode_start: Optional[np.ndarray] = None) -> None:
         """Forget the warm start of the envs whose episode starts (all envs when ``None``)."""
-        if episode_start is None or self._plan is None or len(episode_start) != self._plan.shape[0]:
-            self._plan, self._elites = None, None
-            return
-        mask = th.as_tensor(np.asarray(episode_start, dtype=bool), device=self._plan.device)
-        if bool(mask.any()):
-            fresh = self._planner.initial_mean(self._plan.shape[0])
-            self._plan = th.where(mask[:, None, None], fresh, self._plan)
-            self._elites = None
+        self.receding_horizon.reset(episode_start)
 
     def predict(
         self,
@@ -235,16 +214,11 @@ class MPCPolicy(BasePolicy):
             return random_actions(self.action_space, observation.shape[0], observation.device)
         start = time.perf_counter()
         obs = observation.float().reshape(observation.shape[0], -1)
-        n_starts = obs.shape[0]
-        if self._planner.device != obs.device:
-            self._planner = self._make_planner(obs.device)
-        if self._plan is None or self._plan.shape[0] != n_starts or self._plan.device != obs.device:
-            self._plan, self._elites = self._planner.initial_mean(n_starts), None
         if deterministic:
             first_action = self._plan_deterministically(obs)
         else:
             first_action = self._plan_step(obs)
-        if self._active_slot == "collect":
+        if self.receding_horizon.active_slot == "collect":
             self.planning_ms.append(1000 * (time.perf_counter() - start))
         return first_action
 
@@ -265,10 +239,8 @@ class MPCPolicy(BasePolicy):
         next states: the same observation and warm start give the same action. The global
         torch random state is left as it was.
         """
-        devices = [obs.device] if obs.device.type == "cuda" else []
         model_sampling = self.model_env.deterministic
-        with th.random.fork_rng(devices=devices):
-            th.manual_seed(self.deterministic_seed)
+        with seeded_draws(self.deterministic_seed, obs.device):
             self.model_env.deterministic = True
             try:
                 return self._plan_step(obs)
@@ -277,18 +249,11 @@ class MPCPolicy(BasePolicy):
 
     def _plan_step(self, obs: th.Tensor) -> th.Tensor:
         """Optimise the plans from ``obs (M, obs_dim)``, keep them shifted as the next warm start, return ``(M, A)``."""
-        n_starts = obs.shape[0]
 
         def objective(candidates: th.Tensor) -> th.Tensor:
             return self.model_env.evaluate_action_sequences(candidates, obs, self.num_particles)  # (M, P)
 
-        if isinstance(self._planner, ICEMOptimizer):
-            plan = self._planner.optimize(objective, self._plan, initial_elites=self._elites)
-            self._elites = self._planner.shifted_elites()
-        else:
-            plan = self._planner.optimize(objective, self._plan)  # (M, H, A)
-        tail = self._planner.initial_mean(n_starts)[:, :1]
-        self._plan = th.cat([plan[:, 1:], tail], dim=1)
+        plan = self.receding_horizon.step(obs.shape[0], obs.device, objective)  # (M, H, A)
         return first_actions(plan, self.action_space)
 
     def planning_stats(self) -> Dict[str, float]:
