@@ -5,7 +5,9 @@ The package's layering: every module has one home, and dependencies point one wa
     dynamics/               the learned model, trainer, model env (no SB3)        layer 1
     common/                 SB3 glue shared by the algorithms                     layer 2
     pets/ mbpo/ reinforce/ imitation_learning/   the algorithms                    layer 3
-    zoo/                    the rl-zoo tooling and the sb3-mbrl command           layer 4
+    loop/                   algorithms built on one of layer 3 (LOOP on MBPO,     layer 4
+                            as SB3's DDPG on TD3)
+    zoo/                    the rl-zoo tooling and the sb3-mbrl command           layer 5
 
 A module may import its own layer and the layers below; an algorithm package never imports
 another one; no import cycle between modules (nor between sub-packages); the model layers do
@@ -33,7 +35,8 @@ LAYERS: Dict[str, int] = {
     "mbpo": 3,
     "reinforce": 3,
     "imitation_learning": 3,
-    "zoo": 4,
+    "loop": 4,
+    "zoo": 5,
 }
 ALGORITHM_LAYER = 3
 # Third-party packages the model layers (planning, envs, dynamics) must not import.

@@ -17,7 +17,7 @@ import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_mbrl import MBPO, PETS, REINFORCE
+from sb3_mbrl import LOOP, MBPO, PETS, REINFORCE
 from tiny_envs import CueEnv, PointMassEnv, point_mass_reward
 
 EVAL_SEED = 1
@@ -80,6 +80,24 @@ def test_pets_learns_point_mass():
     assert mean_return > threshold, f"PETS did not learn: {mean_return:.2f} <= {threshold} (random {random_return:.2f})"
 
 
+# MBPO's (and LOOP's) settings on the point mass.
+POINT_MASS_MBPO = dict(
+    learning_rate=1e-3,
+    gamma=0.95,
+    learning_starts=100,
+    batch_size=128,
+    gradient_steps=5,
+    policy_kwargs=dict(net_arch=[32, 32]),
+    model_net_arch=[32, 32],
+    ensemble_size=3,
+    num_elites=2,
+    model_train_freq=100,
+    rollout_batch_size=400,
+    epoch_length=500,
+    reward_fn=point_mass_reward,
+)
+
+
 def test_mbpo_learns_point_mass():
     # 600 steps (model fit and rollouts every 100): evaluates to -6.0 / -2.4 / -2.6 for seeds 0-2 with
     # the model fits of issue 13 (-2.3 to -2.9 for seeds 0-3 before them); with the actor's (critic's,
@@ -87,29 +105,36 @@ def test_mbpo_learns_point_mass():
     threshold = -10.0
     random_return = random_policy_return(PointMassEnv)
     start = time.perf_counter()
-    model = MBPO(
-        "MlpPolicy",
-        PointMassEnv(),
-        learning_rate=1e-3,
-        gamma=0.95,
-        learning_starts=100,
-        batch_size=128,
-        gradient_steps=5,
-        policy_kwargs=dict(net_arch=[32, 32]),
-        model_net_arch=[32, 32],
-        ensemble_size=3,
-        num_elites=2,
-        model_train_freq=100,
-        rollout_batch_size=400,
-        epoch_length=500,
-        reward_fn=point_mass_reward,
-        seed=0,
-    )
+    model = MBPO("MlpPolicy", PointMassEnv(), seed=0, **POINT_MASS_MBPO)
     model.learn(600)
     mean_return, _ = evaluate_policy(model, seeded_eval_env(PointMassEnv), n_eval_episodes=3, deterministic=True)
     print(f"MBPO: trained {mean_return:.2f}, random {random_return:.2f} ({time.perf_counter() - start:.1f} s)")
     assert random_return < threshold - POINT_MASS_RANDOM_MARGIN, random_return
     assert mean_return > threshold, f"MBPO did not learn: {mean_return:.2f} <= {threshold} (random {random_return:.2f})"
+
+
+def test_loop_learns_point_mass():
+    # 300 steps (model fit and rollouts every 100, planned actions from step 100): evaluates to
+    # -2.5 / -2.2 / -2.1 for seeds 0-2; with the planner's objective negated about -28,000, with
+    # every Adam step a no-op (model and SAC) -139 / -8.5 / -22; random actions about -220.
+    threshold = -5.0
+    random_return = random_policy_return(PointMassEnv)
+    start = time.perf_counter()
+    model = LOOP(
+        "MlpPolicy",
+        PointMassEnv(),
+        seed=0,
+        horizon=3,
+        num_particles=2,
+        planner_kwargs=dict(population_size=50, num_elites=5, iterations=3),
+        policy_prior_samples=5,
+        **POINT_MASS_MBPO,
+    )
+    model.learn(300)
+    mean_return, _ = evaluate_policy(model, seeded_eval_env(PointMassEnv), n_eval_episodes=3, deterministic=True)
+    print(f"LOOP: trained {mean_return:.2f}, random {random_return:.2f} ({time.perf_counter() - start:.1f} s)")
+    assert random_return < threshold - POINT_MASS_RANDOM_MARGIN, random_return
+    assert mean_return > threshold, f"LOOP did not learn: {mean_return:.2f} <= {threshold} (random {random_return:.2f})"
 
 
 def test_reinforce_learns_cue():

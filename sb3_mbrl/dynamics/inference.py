@@ -56,6 +56,17 @@ def resolve_compute_dtype(compute_dtype: Union[None, str, th.dtype], device: th.
     return compute_dtype
 
 
+# The names of ``planning_dtype`` (PETS, LOOP) as ``compute_dtype`` values.
+PLANNING_DTYPES: Dict[str, Union[None, str, th.dtype]] = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
+
+
+def planning_compute_dtype(planning_dtype: str) -> Union[None, str, th.dtype]:
+    """The ``compute_dtype`` of a ``planning_dtype`` name (``"float32"``, ``"bfloat16"``, ``"auto"``)."""
+    if planning_dtype not in PLANNING_DTYPES:
+        raise ValueError(f"planning_dtype must be one of {sorted(PLANNING_DTYPES)}, got {planning_dtype!r}")
+    return PLANNING_DTYPES[planning_dtype]
+
+
 class EnsembleInference:
     """
     The forward of a :class:`ProbabilisticEnsemble` for planning and model rollouts, where the same

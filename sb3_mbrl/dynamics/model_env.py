@@ -83,6 +83,8 @@ class ModelEnv:
         ``torch.bfloat16``: about 2x faster on CPUs with bf16 units, planning tolerates it);
         ``None`` keeps float32; ``"auto"`` takes bf16 only on a device where it runs natively.
         Normalisation, the log-variance bounds and the states stay in float32. The forward is :class:`EnsembleInference` (weights cast once per fit).
+    :param discount: Weight ``gamma^t`` of the reward of step ``t`` of an action sequence, and
+        ``gamma^H`` of its terminal value: 1 (PETS) sums them as they are; LOOP discounts as its critic does.
     """
 
     def __init__(
@@ -95,7 +97,10 @@ class ModelEnv:
         generator: Optional[th.Generator] = None,
         compute_dtype: Union[None, str, th.dtype] = None,
         terminal_value_fn: Optional[StateValueFn] = None,
+        discount: float = 1.0,
     ) -> None:
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {discount}")
         if propagation not in PROPAGATION_METHODS:
             raise ValueError(f"propagation must be one of {PROPAGATION_METHODS}, got {propagation!r}")
         if reward_fn is None and not model.learn_reward:
@@ -104,6 +109,7 @@ class ModelEnv:
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
         self.terminal_value_fn = terminal_value_fn
+        self.discount = float(discount)
         self.propagation = propagation
         self.deterministic = deterministic
         self.generator = generator
@@ -253,7 +259,8 @@ class ModelEnv:
         Total predicted reward of each action sequence, averaged over particles.
 
         Rewards after a predicted termination count as zero; a row alive at the end of the horizon
-        adds ``terminal_value_fn`` of its last state. A sequence whose predicted return
+        adds ``terminal_value_fn`` of its last state. With ``discount < 1`` the reward of step ``t``
+        weighs ``discount**t`` and the terminal value ``discount**H``. A sequence whose predicted return
         is NaN or inf gets ``-inf``, so planners rank it last.
 
         :param action_sequences: ``(M, P, H, action_dim)``: for each of ``M`` start states, ``P``
@@ -287,13 +294,20 @@ class ModelEnv:
         """Return of each row ``(B,)`` from ``obs (B, obs_dim)`` under ``actions_by_step (H, B, A)``, stepping with ``step``."""
         total = th.zeros(obs.shape[0], device=obs.device)
         alive = th.ones(obs.shape[0], dtype=th.bool, device=obs.device)
+        weight = 1.0  # discount ** t
         for step_actions in actions_by_step:
             obs, reward, terminated = step(obs, step_actions)
+            if weight != 1.0:
+                reward = reward * weight
             # where(), not a product: a diverged dead row (NaN) must not poison the total.
             total += th.where(alive, reward, th.zeros_like(reward))
             alive &= ~terminated
+            weight *= self.discount
         if self.terminal_value_fn is not None:
-            total += th.where(alive, self.terminal_value(obs), th.zeros_like(total))
+            value = self.terminal_value(obs)
+            if weight != 1.0:
+                value = value * weight
+            total += th.where(alive, value, th.zeros_like(total))
         return total
 
     def _rollout_grouped(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:

@@ -14,6 +14,7 @@ from torch import nn
 from sb3_mbrl.common.policy_io import load_policy, save_policy
 from sb3_mbrl.common.receding_horizon import RecedingHorizon, seeded_draws
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
+from sb3_mbrl.dynamics.inference import planning_compute_dtype
 from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
 from sb3_mbrl.pets.planning_times import planning_summary
@@ -110,9 +111,7 @@ class MPCPolicy(BasePolicy):
         self.termination_fn = termination_fn
         self.terminal_value_fn = terminal_value_fn
         self.obs_process_fn = obs_process_fn
-        dtypes = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
-        if planning_dtype not in dtypes:
-            raise ValueError(f"planning_dtype must be one of {sorted(dtypes)}, got {planning_dtype!r}")
+        compute_dtype = planning_compute_dtype(planning_dtype)
         self.planning_dtype = planning_dtype
         self.deterministic_seed = int(deterministic_seed)
 
@@ -141,7 +140,7 @@ class MPCPolicy(BasePolicy):
             termination_fn=termination_fn,
             terminal_value_fn=terminal_value_fn,
             propagation=propagation,
-            compute_dtype=dtypes[planning_dtype],
+            compute_dtype=compute_dtype,
         )
         self.optimizer = self.optimizer_class(self.dynamics.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
         # The planner (built now, so bad settings fail here) and the warm starts per env and caller.

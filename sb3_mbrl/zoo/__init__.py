@@ -8,7 +8,7 @@ The rl-zoo side of sb3_mbrl and the ``sb3-mbrl`` command, one job per module:
     run.py            ``sb3-mbrl train`` / ``enjoy``: rl-zoo's train and enjoy with the above
     sigterm.py        SIGTERM handled like Ctrl-C while training
     progress.py       a line per evaluation episode and per enjoy episode of several envs
-    search_spaces.py  Optuna samplers of PETS, MBPO, REINFORCE (rl-zoo's format)
+    search_spaces.py  Optuna samplers of PETS, MBPO, LOOP, REINFORCE (rl-zoo's format)
     storage.py        where a search keeps its study: SQLite by default, PostgreSQL to share
     search.py         ``train -optimize``: the study made and checked before rl-zoo runs it
     best.py           ``sb3-mbrl best``: a study's best trial as constructor arguments and YAML

@@ -92,7 +92,7 @@ def default_eval_freq(args: argparse.Namespace, conf_file: str) -> Optional[int]
 # Algorithms that plan at every step: one planning call for several start states costs much less
 # than one call per state (PETS, zoo Pendulum config: 5 states in 0.31 s against 5 x 0.09 s), so
 # their evaluation episodes run side by side, one per eval env.
-BATCHED_EVALUATION_ALGOS = ("pets",)
+BATCHED_EVALUATION_ALGOS = ("pets", "loop")
 
 
 def default_n_eval_envs(args: argparse.Namespace) -> Optional[int]:

@@ -6,11 +6,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 def sb3_mbrl_algorithms() -> Dict[str, Type[BaseAlgorithm]]:
     """Every sb3_mbrl algorithm, by its rl-zoo name. Each algorithm issue adds its class here."""
+    from sb3_mbrl.loop import LOOP
     from sb3_mbrl.mbpo import MBPO
     from sb3_mbrl.pets import PETS
     from sb3_mbrl.reinforce import REINFORCE
 
-    return {"pets": PETS, "mbpo": MBPO, "reinforce": REINFORCE}
+    return {"pets": PETS, "mbpo": MBPO, "loop": LOOP, "reinforce": REINFORCE}
 
 
 def register_algorithms() -> Dict[str, Type[BaseAlgorithm]]:

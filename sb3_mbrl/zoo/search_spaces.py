@@ -185,6 +185,38 @@ def sample_mbpo_params(
     return hyperparams
 
 
+def sample_loop_params(
+    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
+) -> Dict[str, Any]:
+    """
+    Sampler for LOOP hyperparameters: MBPO's (SAC's, narrowed, and the model-based ones) plus the
+    planning ones: horizon, iCEM population and iterations, particles, the actor's candidates
+    (``policy_prior_samples``) and which of SAC's values ends a planned sequence.
+
+    :param trial: Optuna trial (or ``optuna.trial.FixedTrial``)
+    :param n_actions: Action dimension (passed on to rl-zoo's SAC sampler)
+    :param n_envs: Number of envs (passed on)
+    :param additional_args: rl-zoo's extra arguments (``using_her_replay_buffer``, ``her_kwargs``)
+    :return: LOOP constructor keyword arguments
+    """
+    hyperparams = sample_mbpo_params(trial, n_actions, n_envs, additional_args)
+    population_size = trial.suggest_categorical("population_size", [50, 100, 200])
+    hyperparams.update(
+        horizon=trial.suggest_categorical("horizon", [3, 5, 10, 15, 25]),
+        num_particles=trial.suggest_categorical("num_particles", [1, 2, 4]),
+        policy_prior_samples=trial.suggest_categorical("policy_prior_samples", [0, 10, 25]),
+        terminal_value_fn=trial.suggest_categorical("terminal_value_fn", ["critic", "soft_critic"]),
+        planner_kwargs={
+            "population_size": population_size,
+            "num_elites": max(2, population_size // 10),
+            "iterations": trial.suggest_categorical("iterations", [2, 3, 4]),
+        },
+        # Not sampled: bfloat16 where the CPU or GPU runs it natively, as in the zoo configs.
+        planning_dtype="auto",
+    )
+    return hyperparams
+
+
 def sample_reinforce_params(
     trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: Dict[str, Any]
 ) -> Dict[str, Any]:
@@ -232,6 +264,7 @@ def sample_reinforce_params(
 SAMPLERS: Dict[str, Sampler] = {
     "pets": sample_pets_params,
     "mbpo": sample_mbpo_params,
+    "loop": sample_loop_params,
     "reinforce": sample_reinforce_params,
 }
 

@@ -1,0 +1,3 @@
+from sb3_mbrl.loop.loop import LOOP
+
+__all__ = ["LOOP"]
