@@ -98,6 +98,17 @@ def test_soft_critic_value_subtracts_the_entropy_term():
     assert th.allclose(hard(obs), mean_q)
 
 
+def test_actor_warm_start_plans_around_the_actors_rollout():
+    model = fitted_loop(warm_start="actor", policy_prior_samples=2)
+    seen = []
+    step = model.receding_horizon.step
+    model.receding_horizon.step = lambda *args: seen.append(args) or step(*args)
+    obs = np.array([[0.3, -0.9, 0.5]], dtype=np.float32)
+    model.predict(obs, deterministic=True)
+    (_, _, _, prior, initial_mean), = seen
+    assert th.equal(initial_mean, prior[:, 0])  # the actor's mean rollout is the search's mean
+
+
 def test_actor_rollouts_start_with_the_mean_actions_and_stay_in_bounds():
     model = fitted_loop()
     env = model.planning_env
@@ -121,11 +132,13 @@ def test_the_terminal_value_changes_the_plan():
     model = LOOP("MlpPolicy", PointMassEnv(), seed=0, reward_fn=point_mass_reward, **settings)
     model.learn(150)
     obs = np.zeros((1, 2), dtype=np.float32)
-    model.planning_env.terminal_value_fn = None
+    model.terminal_value = None
     no_value, _ = model.predict(obs, deterministic=True)
-    model.planning_env.terminal_value_fn = lambda s: 100.0 * s[:, 1]  # velocity after the step
+    model.terminal_value = lambda s: 100.0 * s[:, 1]  # velocity after the step
     with_value, _ = model.predict(obs, deterministic=True)
     assert abs(float(no_value[0, 0])) < 0.5 and float(with_value[0, 0]) > 0.8, (no_value, with_value)
+    model.value_starts = 10_000  # not yet: the value is left out
+    assert np.allclose(model.predict(obs, deterministic=True)[0], no_value)
 
 
 # ---------------------------------------------------------------- acting, SB3's way
@@ -195,6 +208,12 @@ def test_bad_input():
     tiny_loop(planner="cem", policy_prior_samples=0)
     with pytest.raises(ValueError, match="horizon"):
         tiny_loop(horizon=0)
+    with pytest.raises(ValueError, match="value_starts"):
+        tiny_loop(value_starts=-1)
+    with pytest.raises(ValueError, match="warm_start"):
+        tiny_loop(warm_start="previous")
+    with pytest.raises(ValueError, match="warm_start"):
+        tiny_loop(warm_start="actor", policy_prior_samples=0)
     with pytest.raises(ValueError, match="planning_dtype"):
         tiny_loop(planning_dtype="float16")
     with pytest.raises(ValueError, match="Box"):

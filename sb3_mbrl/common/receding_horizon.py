@@ -72,7 +72,14 @@ class RecedingHorizon:
             self.plan = th.where(mask[:, None, None], fresh, self.plan)
             self.elites = None
 
-    def step(self, n_starts: int, device: th.device, objective: Objective, prior: Optional[th.Tensor] = None) -> th.Tensor:
+    def step(
+        self,
+        n_starts: int,
+        device: th.device,
+        objective: Objective,
+        prior: Optional[th.Tensor] = None,
+        initial_mean: Optional[th.Tensor] = None,
+    ) -> th.Tensor:
         """
         Optimise the plans of ``n_starts`` envs from their warm starts, keep them shifted for the
         next call, and return them.
@@ -83,6 +90,7 @@ class RecedingHorizon:
             discrete planner, whose plans are per-step action probabilities).
         :param prior: Extra candidates ``(M, K, H, A)`` put into the first iteration's population
             (iCEM only: its kept-elites entry), e.g. a policy's own rollouts.
+        :param initial_mean: The search's mean ``(M, H, A)`` for this call instead of the warm start.
         :return: The plans ``(M, H, A)``.
         """
         if self.planner.device != device:
@@ -90,6 +98,8 @@ class RecedingHorizon:
             self.plan, self.elites = None, None
         if self.plan is None or self.plan.shape[0] != n_starts or self.plan.device != device:
             self.plan, self.elites = self.planner.initial_mean(n_starts), None
+        if initial_mean is not None:
+            self.plan = initial_mean
         if isinstance(self.planner, ICEMOptimizer):
             seeds = [extra for extra in (self.elites, prior) if extra is not None]
             initial = th.cat(seeds, dim=1) if seeds else None

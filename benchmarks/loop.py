@@ -1,0 +1,158 @@
+"""LOOP benchmark (issue 17), side by side in one run with our PETS, our MBPO and SB3's SAC.
+
+Every algorithm takes its zoo entry (``zoo_configs/<algo>.yml``; SAC takes MBPO's SAC settings
+with rl-zoo's one gradient step per env step, as ``benchmarks/mbpo.py`` does) and is evaluated
+every ``--eval-freq`` env steps with ``--eval-episodes`` deterministic episodes, played side by
+side in one VecEnv (seeded per run, so every algorithm of a seed meets the same starts). Issue 17's
+goals, checked on each seed's summary line:
+
+- Pendulum-v1: LOOP's eval reaches -200 within 1,000 env steps.
+- InvertedDoublePendulum-v4: LOOP reaches 9,000 within 15,000 env steps, in at most half of
+  MBPO's and a quarter of SAC's env steps.
+- Reacher-v4: LOOP's eval return at 5,000 env steps above PETS's, MBPO's and SAC's.
+
+Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png``. Usage:
+
+    python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC]
+"""
+import argparse
+import time
+from typing import Any, Dict, List, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch as th  # noqa: E402
+from stable_baselines3 import SAC  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+
+from benchmarks.common import RESULTS, emit, zoo_kwargs  # noqa: E402
+from sb3_mbrl import LOOP, MBPO, PETS  # noqa: E402
+from sb3_mbrl.common.zoo_config import ZooConfigError  # noqa: E402
+
+# Per task: the eval return to reach, the env-step budget, the evaluation spacing.
+TASKS: Dict[str, Dict[str, Any]] = {
+    "Pendulum-v1": dict(goal=-200.0, steps=1000, eval_freq=200),
+    "InvertedDoublePendulum-v4": dict(goal=9000.0, steps=15000, eval_freq=1000),
+    "Reacher-v4": dict(goal=None, steps=5000, eval_freq=1000),  # compared at the last evaluation
+}
+ALGOS = ("LOOP", "PETS", "MBPO", "SAC")
+COLORS = {"LOOP": "C3", "PETS": "C0", "MBPO": "C2", "SAC": "C1"}
+SAC_ARGS = set(SAC.__init__.__code__.co_varnames)
+
+
+class VecEvalEvery(BaseCallback):
+    """Deterministic evaluation every ``freq`` env steps, ``episodes`` episodes side by side in one VecEnv."""
+
+    def __init__(self, env_id: str, freq: int, episodes: int, seed: int) -> None:
+        super().__init__()
+        self.eval_env = make_vec_env(env_id, n_envs=episodes, seed=seed)
+        self.freq, self.episodes = freq, episodes
+        self.history: List[Dict[str, float]] = []
+        self.eval_seconds = 0.0
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.freq == 0:
+            start = time.perf_counter()
+            mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
+            self.eval_seconds += time.perf_counter() - start
+            self.history.append(dict(step=self.num_timesteps, mean=round(float(mean), 1), std=round(float(std), 1)))
+        return True
+
+
+def make_model(algo: str, env_id: str, seed: int):
+    """The algorithm on ``env_id`` with its zoo entry (None when it has none for the task)."""
+    try:
+        if algo == "SAC":
+            kwargs = {k: v for k, v in zoo_kwargs("mbpo", env_id).items() if k in SAC_ARGS}
+            return SAC("MlpPolicy", env_id, seed=seed, **{**kwargs, "gradient_steps": 1})
+        kwargs = zoo_kwargs(algo.lower(), env_id)
+    except ZooConfigError:
+        return None
+    return {"LOOP": LOOP, "PETS": PETS, "MBPO": MBPO}[algo]("MlpPolicy", env_id, seed=seed, **kwargs)
+
+
+def run(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int) -> Optional[Dict[str, Any]]:
+    model = make_model(algo, env_id, seed)
+    if model is None:
+        return None
+    callback = VecEvalEvery(env_id, eval_freq, eval_episodes, seed=10_000 + seed)
+    start = time.perf_counter()
+    model.learn(steps, callback=callback)
+    wall = time.perf_counter() - start - callback.eval_seconds
+    return dict(
+        eval_curve=[(h["step"], h["mean"]) for h in callback.history],
+        steps=model.num_timesteps,
+        train_s_per_1k=round(1000 * wall / model.num_timesteps, 1),
+        eval_s=round(callback.eval_seconds, 1),
+    )
+
+
+def first_step_at(curve: List, goal: float) -> Optional[int]:
+    reached = [step for step, mean in curve if mean >= goal]
+    return reached[0] if reached else None
+
+
+def seed_summary(env_id: str, seed: int, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Issue 17's goal for one seed, from the runs of every algorithm on it."""
+    task = TASKS[env_id]
+    summary: Dict[str, Any] = dict(benchmark="loop", task=env_id, seed=seed)
+    if task["goal"] is None:  # Reacher: the last evaluation
+        last = {algo: r["eval_curve"][-1][1] for algo, r in results.items() if r["eval_curve"]}
+        summary.update(last_eval=last, goal_met=bool("LOOP" in last and all(last["LOOP"] > v for a, v in last.items() if a != "LOOP")))
+        return summary
+    at_goal = {algo: first_step_at(r["eval_curve"], task["goal"]) for algo, r in results.items()}
+    summary["steps_to_goal"] = at_goal
+    loop_steps = at_goal.get("LOOP")
+    met = loop_steps is not None and loop_steps <= task["steps"]
+    if env_id == "InvertedDoublePendulum-v4":
+        for algo, share in (("MBPO", 0.5), ("SAC", 0.25)):
+            other = at_goal.get(algo)
+            bound = other if other is not None else task["steps"]  # never reached: at least the budget
+            met = met and loop_steps <= share * bound  # type: ignore[operator]
+    summary["goal_met"] = bool(met)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["Pendulum-v1"], choices=list(TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--steps", type=int, help="env steps per run (default: the task's budget)")
+    parser.add_argument("--eval-freq", type=int, help="env steps between evaluations (default: the task's)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--plot", default=str(RESULTS / "loop.png"))
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    fig, axes = plt.subplots(1, len(args.tasks), figsize=(5.5 * len(args.tasks), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], args.tasks):
+        task = TASKS[env_id]
+        steps, eval_freq = args.steps or task["steps"], args.eval_freq or task["eval_freq"]
+        for seed in args.seeds:
+            results: Dict[str, Dict[str, Any]] = {}
+            for algo in args.algos:
+                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes)
+                if result is None:
+                    emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, skipped="no zoo entry for the task"))
+                    continue
+                results[algo] = result
+                emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, **result))
+                xs, ys = zip(*result["eval_curve"]) if result["eval_curve"] else ((), ())
+                ax.plot(xs, ys, color=COLORS[algo], alpha=0.7, marker="o", ms=3, label=algo if seed == args.seeds[0] else None)
+            emit(seed_summary(env_id, seed, results))
+        if task["goal"] is not None:
+            ax.axhline(task["goal"], color="gray", ls="--", lw=1)
+        ax.set(title=f"{env_id}, seeds {args.seeds}", xlabel="env steps", ylabel=f"eval return ({args.eval_episodes} episodes)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    emit(dict(benchmark="loop", plot=args.plot))
+
+
+if __name__ == "__main__":
+    main()
