@@ -260,3 +260,19 @@ def test_search_space_builds_loops():
         assert hyperparams_from_params("loop", trial.params) == hyperparams  # what `sb3-mbrl best` writes
         model = LOOP("MlpPolicy", "Pendulum-v1", **hyperparams)  # every sample is a valid LOOP
         assert model.horizon == hyperparams["horizon"] and model.receding_horizon.planner.horizon == model.horizon
+
+
+def test_logs_planning_times_of_data_collection_only():
+    from stable_baselines3.common.logger import configure
+
+    model = tiny_loop()
+    model.set_logger(configure(None, ["csv"]))
+    records = {}
+    record = model.logger.record
+    model.logger.record = lambda key, value, exclude=None: records.__setitem__(key, value) or record(key, value, exclude)
+    model.learn(210, log_interval=1)  # the dump at the end of the first episode (step 200)
+    # Planned: steps 102-200 (SAC's first update, and with it the first model fit, follows step 101).
+    assert records["time/planning_steps"] == 99 and records["time/planning_ms"] > 0
+    collected = len(model.planning_ms)  # steps 201-210, since the dump
+    evaluate_policy(model, model.get_env(), n_eval_episodes=1)  # evaluations are not collection steps
+    assert collected == 10 and len(model.planning_ms) == collected

@@ -1,4 +1,6 @@
 """LOOP: MPC over the learned ensemble, bootstrapped by SAC's critic (Sikchi et al., 2021)."""
+import time
+from collections import deque
 from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 import numpy as np
@@ -7,6 +9,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.sac.policies import SACPolicy
 
+from sb3_mbrl.common.planning_times import planning_summary, record_planning_times
 from sb3_mbrl.common.receding_horizon import RecedingHorizon, seeded_draws
 from sb3_mbrl.common.transition_fns import TransitionFnArg
 from sb3_mbrl.dynamics import PROPAGATION_METHODS, ModelEnv
@@ -134,6 +137,9 @@ class LOOP(MBPO):
             discount=self.gamma,
         )
         self.receding_horizon = RecedingHorizon(self._make_planner)
+        # Milliseconds of each planned step of data collection since the last log dump (bounded
+        # in case nothing dumps): the time/planning_ms* logs, as PETS writes them.
+        self.planning_ms: deque = deque(maxlen=100_000)
         if self.policy_prior_samples > 0 and not isinstance(self.receding_horizon.planner, ICEMOptimizer):
             raise ValueError(
                 f"LOOP: policy_prior_samples={self.policy_prior_samples} needs the 'icem' planner (its first iteration "
@@ -160,6 +166,7 @@ class LOOP(MBPO):
             return super().predict(observation, state, episode_start, deterministic)
         if episode_start is not None:
             self.receding_horizon.reset(np.atleast_1d(episode_start))
+        start = time.perf_counter()
         self.policy.set_training_mode(False)
         obs, vectorized = self.policy.obs_to_tensor(observation)
         obs = obs.float().reshape(obs.shape[0], -1)  # (M, obs_dim)
@@ -177,6 +184,8 @@ class LOOP(MBPO):
         actions = np.clip(actions, self.action_space.low, self.action_space.high)  # type: ignore[union-attr]
         if not vectorized:
             actions = actions.squeeze(axis=0)
+        if self.receding_horizon.active_slot == "collect":  # data collection only, not evaluations
+            self.planning_ms.append(1000 * (time.perf_counter() - start))
         return actions, state
 
     @th.no_grad()
@@ -208,14 +217,19 @@ class LOOP(MBPO):
             with self.receding_horizon.plan_slot("collect"):
                 self.receding_horizon.reset(dones)
 
+    def _dump_logs(self) -> None:
+        record_planning_times(self.logger, planning_summary(self.planning_ms))
+        self.planning_ms.clear()
+        super()._dump_logs()
+
     # ------------------------------------------------------------------ persistence
     def learn(  # type: ignore[no-untyped-def]
         self: SelfLOOP, total_timesteps: int, callback=None, log_interval: int = 4, tb_log_name: str = "LOOP",
         reset_num_timesteps: bool = True, progress_bar: bool = False,
     ) -> SelfLOOP:
-        if reset_num_timesteps:
-            self.receding_horizon.reset()  # a new run: no warm start from the last one
+        if reset_num_timesteps:  # a new run: no warm start from the last one, in any slot
+            self.receding_horizon = RecedingHorizon(self._make_planner)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> List[str]:
-        return [*super()._excluded_save_params(), "planning_env", "receding_horizon", "terminal_value"]
+        return [*super()._excluded_save_params(), "planning_env", "receding_horizon", "terminal_value", "planning_ms"]

@@ -26,7 +26,7 @@ from sb3_mbrl.dynamics import ProbabilisticEnsemble, model_weight_decays_for
 from sb3_mbrl.dynamics.weight_decays import WeightDecays
 from sb3_mbrl.pets.action_spaces import check_action_space
 from sb3_mbrl.pets.legacy import RENAMED_ARGUMENTS, RENAMED_POLICY_KWARGS, upgrade_saved_attributes
-from sb3_mbrl.pets.planning_times import record_planning_times
+from sb3_mbrl.common.planning_times import record_planning_times
 from sb3_mbrl.pets.policies import MPCPolicy
 from sb3_mbrl.pets.refit_schedule import ModelTrainFreq, RefitSchedule
 

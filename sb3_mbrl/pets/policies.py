@@ -17,7 +17,7 @@ from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.inference import planning_compute_dtype
 from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 from sb3_mbrl.pets.action_spaces import check_action_space, first_actions, make_planner, model_action_dim, random_actions
-from sb3_mbrl.pets.planning_times import planning_summary
+from sb3_mbrl.common.planning_times import planning_summary
 from sb3_mbrl.planning import TrajectoryOptimizer
 
 

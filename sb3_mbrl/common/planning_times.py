@@ -1,4 +1,4 @@
-"""How long PETS's planning steps take during data collection: the ``time/planning_ms*`` logs."""
+"""How long planning steps take during data collection (PETS, LOOP): the ``time/planning_ms*`` logs."""
 from typing import Dict, Iterable
 
 import numpy as np
