@@ -276,3 +276,11 @@ def test_logs_planning_times_of_data_collection_only():
     collected = len(model.planning_ms)  # steps 201-210, since the dump
     evaluate_policy(model, model.get_env(), n_eval_episodes=1)  # evaluations are not collection steps
     assert collected == 10 and len(model.planning_ms) == collected
+
+
+def test_value_starts_counts_every_env_step_the_model_collected():
+    model = tiny_loop(value_starts=200)
+    model.learn(150)
+    assert model.planning_env.terminal_value_fn is None  # 150 steps: not yet
+    model.learn(150)  # a new run: num_timesteps restarts at 0 (random until 100, as SAC), the model's 300th step
+    assert model.planning_env.terminal_value_fn is model.terminal_value

@@ -65,7 +65,8 @@ class LOOP(MBPO):
     :param terminal_value_fn: Value of a candidate's last predicted state: ``"critic"`` (the smaller
         twin Q at the actor's mean action), ``"soft_critic"`` (SAC's soft value at a sampled action),
         ``None`` (none: planning over the model alone) or a function ``obs (B, obs_dim) -> (B,)``.
-    :param value_starts: Env steps (``num_timesteps``) before the terminal value enters the plans:
+    :param value_starts: Env steps collected (by this model, over every ``learn()`` call and across
+        ``load()``, as MBPO's rollout epochs count them) before the terminal value enters the plans:
         an early critic misjudges the states its plans end in, and a planner maximising it follows
         the errors (Pendulum-v1, README: -1,329 at 600 env steps with the critic, -154 without).
     :param planning_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``: dtype of the ensemble
@@ -192,7 +193,7 @@ class LOOP(MBPO):
     def _plan(self, obs: th.Tensor) -> th.Tensor:
         """Plans ``(M, H, A)`` from ``obs (M, obs_dim)``, warm-started and kept for the next step."""
         # Before value_starts env steps the critic has seen too little to judge the last states.
-        self.planning_env.terminal_value_fn = self.terminal_value if self.num_timesteps >= self.value_starts else None
+        self.planning_env.terminal_value_fn = self.terminal_value if self._model_env_steps >= self.value_starts else None
         prior = None
         if self.policy_prior_samples > 0:
             low, high = self.action_space.low, self.action_space.high  # type: ignore[union-attr]
