@@ -265,7 +265,7 @@ def test_search_space_builds_loops():
 def test_logs_planning_times_of_data_collection_only():
     from stable_baselines3.common.logger import configure
 
-    model = tiny_loop()
+    model = tiny_loop(plan_collection=True)
     model.set_logger(configure(None, ["csv"]))
     records = {}
     record = model.logger.record
@@ -279,8 +279,23 @@ def test_logs_planning_times_of_data_collection_only():
 
 
 def test_value_starts_counts_every_env_step_the_model_collected():
-    model = tiny_loop(value_starts=200)
+    model = tiny_loop(value_starts=200, plan_collection=True)
     model.learn(150)
     assert model.planning_env.terminal_value_fn is None  # 150 steps: not yet
     model.learn(150)  # a new run: num_timesteps restarts at 0 (random until 100, as SAC), the model's 300th step
     assert model.planning_env.terminal_value_fn is model.terminal_value
+
+
+def test_the_actor_collects_unless_plan_collection():
+    model = fitted_loop()
+    planned = []
+    plan = model._plan
+    model._plan = lambda obs: planned.append(obs) or plan(obs)
+    model.learn(20, reset_num_timesteps=False)
+    assert planned == []  # SAC's actor collected, as in MBPO
+    evaluate_policy(model, model.get_env(), n_eval_episodes=1)
+    assert len(planned) == 200  # evaluation planned every step
+    model.plan_collection = True
+    planned.clear()
+    model.learn(20, reset_num_timesteps=False)
+    assert len(planned) == 20
