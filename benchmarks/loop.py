@@ -14,6 +14,7 @@ goals, checked on each seed's summary line:
 Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png``. Usage:
 
     python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC]
+    python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # one plot from runs of several processes
 """
 import argparse
 import time
@@ -32,6 +33,7 @@ from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from benchmarks.common import RESULTS, emit, zoo_kwargs  # noqa: E402
 from sb3_mbrl import LOOP, MBPO, PETS  # noqa: E402
 from sb3_mbrl.common.zoo_config import ZooConfigError  # noqa: E402
+from sb3_mbrl.loop.critic_value import critic_value_fn  # noqa: E402
 
 # Per task: the eval return to reach, the env-step budget, the evaluation spacing.
 TASKS: Dict[str, Dict[str, Any]] = {
@@ -45,26 +47,53 @@ SAC_ARGS = set(SAC.__init__.__code__.co_varnames)
 
 
 class VecEvalEvery(BaseCallback):
-    """Deterministic evaluation every ``freq`` env steps, ``episodes`` episodes side by side in one VecEnv."""
+    """
+    Deterministic evaluation every ``freq`` env steps, ``episodes`` episodes side by side in one VecEnv.
+    With ``compare_acting`` (LOOP only) each evaluation also plays the same starts planning without
+    the terminal value and with SAC's actor alone, and records the critic's value of the starts.
+    """
 
-    def __init__(self, env_id: str, freq: int, episodes: int, seed: int) -> None:
+    def __init__(self, env_id: str, freq: int, episodes: int, seed: int, compare_acting: bool = False) -> None:
         super().__init__()
+        self.env_id, self.seed = env_id, seed
         self.eval_env = make_vec_env(env_id, n_envs=episodes, seed=seed)
-        self.freq, self.episodes = freq, episodes
-        self.history: List[Dict[str, float]] = []
+        self.freq, self.episodes, self.compare_acting = freq, episodes, compare_acting
+        self.history: List[Dict[str, Any]] = []
         self.eval_seconds = 0.0
+
+    def _evaluate(self, env) -> float:
+        return round(float(evaluate_policy(self.model, env, n_eval_episodes=self.episodes, deterministic=True)[0]), 1)
+
+    def _compare(self) -> Dict[str, Any]:
+        model = self.model
+        fresh = lambda: make_vec_env(self.env_id, n_envs=self.episodes, seed=self.seed)  # noqa: E731  the same starts
+        starts = th.as_tensor(fresh().reset(), dtype=th.float32, device=model.device)
+        out: Dict[str, Any] = dict(critic_value_of_starts=[round(float(v), 1) for v in critic_value_fn(model, "critic")(starts)])
+        plan_actions, value_starts = model.plan_actions, model.value_starts
+        try:
+            model.value_starts = 10**12  # the value never enters
+            out["plan_without_value"] = self._evaluate(fresh())
+            model.value_starts, model.plan_actions = value_starts, False
+            out["actor"] = self._evaluate(fresh())
+        finally:
+            model.plan_actions, model.value_starts = plan_actions, value_starts
+        out["plan"] = self._evaluate(fresh())
+        return out
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.freq == 0:
             start = time.perf_counter()
             mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
+            entry = dict(step=self.num_timesteps, mean=round(float(mean), 1), std=round(float(std), 1))
+            if self.compare_acting and isinstance(self.model, LOOP) and self.model._model_fitted:
+                entry.update(self._compare())
             self.eval_seconds += time.perf_counter() - start
-            self.history.append(dict(step=self.num_timesteps, mean=round(float(mean), 1), std=round(float(std), 1)))
+            self.history.append(entry)
         return True
 
 
-def make_model(algo: str, env_id: str, seed: int):
-    """The algorithm on ``env_id`` with its zoo entry (None when it has none for the task)."""
+def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any]):
+    """The algorithm on ``env_id`` with its zoo entry, LOOP's updated by ``loop_kwargs`` (None when it has no entry)."""
     try:
         if algo == "SAC":
             kwargs = {k: v for k, v in zoo_kwargs("mbpo", env_id).items() if k in SAC_ARGS}
@@ -72,18 +101,25 @@ def make_model(algo: str, env_id: str, seed: int):
         kwargs = zoo_kwargs(algo.lower(), env_id)
     except ZooConfigError:
         return None
+    if algo == "LOOP":
+        kwargs.update(loop_kwargs)
     return {"LOOP": LOOP, "PETS": PETS, "MBPO": MBPO}[algo]("MlpPolicy", env_id, seed=seed, **kwargs)
 
 
-def run(algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int) -> Optional[Dict[str, Any]]:
-    model = make_model(algo, env_id, seed)
+def run(
+    algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int,
+    loop_kwargs: Dict[str, Any], compare_acting: bool = False,
+) -> Optional[Dict[str, Any]]:
+    model = make_model(algo, env_id, seed, loop_kwargs)
     if model is None:
         return None
-    callback = VecEvalEvery(env_id, eval_freq, eval_episodes, seed=10_000 + seed)
+    callback = VecEvalEvery(env_id, eval_freq, eval_episodes, seed=10_000 + seed, compare_acting=compare_acting)
     start = time.perf_counter()
     model.learn(steps, callback=callback)
     wall = time.perf_counter() - start - callback.eval_seconds
+    compared = [h for h in callback.history if "plan" in h]
     return dict(
+        **({"acting_compared": compared} if compared else {}),
         eval_curve=[(h["step"], h["mean"]) for h in callback.history],
         steps=model.num_timesteps,
         train_s_per_1k=round(1000 * wall / model.num_timesteps, 1),
@@ -117,6 +153,36 @@ def seed_summary(env_id: str, seed: int, results: Dict[str, Dict[str, Any]]) -> 
     return summary
 
 
+def draw(ax, env_id: str, runs: List[Dict[str, Any]], episodes: int) -> None:
+    """Every run's eval curve on ``env_id``, one colour per algorithm, and the task's goal."""
+    labelled = set()
+    for run_ in runs:
+        if not run_["eval_curve"]:
+            continue
+        xs, ys = zip(*run_["eval_curve"])
+        algo = run_["algo"]
+        ax.plot(xs, ys, color=COLORS[algo], alpha=0.7, marker="o", ms=3, label=None if algo in labelled else algo)
+        labelled.add(algo)
+    if TASKS[env_id]["goal"] is not None:
+        ax.axhline(TASKS[env_id]["goal"], color="gray", ls="--", lw=1)
+    seeds = sorted({run_["seed"] for run_ in runs})
+    ax.set(title=f"{env_id}, seeds {seeds}", xlabel="env steps", ylabel=f"eval return ({episodes} episodes)")
+    ax.legend()
+
+
+def replot(paths: List[str], plot: str, episodes: int) -> None:
+    """One plot from the run lines of one or more results files (runs made in several processes)."""
+    import json
+
+    runs = [json.loads(line) for path in paths for line in open(path) if '"eval_curve"' in line]
+    tasks = sorted({r["task"] for r in runs})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], tasks):
+        draw(ax, env_id, [r for r in runs if r["task"] == env_id], episodes)
+    fig.tight_layout()
+    fig.savefig(plot, dpi=100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["Pendulum-v1"], choices=list(TASKS))
@@ -127,28 +193,32 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=str(RESULTS / "loop.png"))
+    parser.add_argument("--plan-collection", action="store_true", help="LOOP plans its data collection too")
+    parser.add_argument("--compare-acting", action="store_true",
+                        help="LOOP: at each evaluation also plan without the value and act with the actor alone")
+    parser.add_argument("--replot", nargs="+", metavar="JSONL", help="only draw the plot from results files")
     args = parser.parse_args()
+    if args.replot:
+        replot(args.replot, args.plot, args.eval_episodes)
+        return
     th.set_num_threads(args.threads)
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(5.5 * len(args.tasks), 4), squeeze=False)
     for ax, env_id in zip(axes[0], args.tasks):
         task = TASKS[env_id]
         steps, eval_freq = args.steps or task["steps"], args.eval_freq or task["eval_freq"]
+        runs: List[Dict[str, Any]] = []
         for seed in args.seeds:
             results: Dict[str, Dict[str, Any]] = {}
             for algo in args.algos:
-                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes)
+                loop_kwargs = {"plan_collection": True} if args.plan_collection else {}
+                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting)
                 if result is None:
                     emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, skipped="no zoo entry for the task"))
                     continue
                 results[algo] = result
-                emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, **result))
-                xs, ys = zip(*result["eval_curve"]) if result["eval_curve"] else ((), ())
-                ax.plot(xs, ys, color=COLORS[algo], alpha=0.7, marker="o", ms=3, label=algo if seed == args.seeds[0] else None)
+                emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, **result), runs)
             emit(seed_summary(env_id, seed, results))
-        if task["goal"] is not None:
-            ax.axhline(task["goal"], color="gray", ls="--", lw=1)
-        ax.set(title=f"{env_id}, seeds {args.seeds}", xlabel="env steps", ylabel=f"eval return ({args.eval_episodes} episodes)")
-        ax.legend()
+        draw(ax, env_id, runs, args.eval_episodes)
     fig.tight_layout()
     fig.savefig(args.plot, dpi=100)
     emit(dict(benchmark="loop", plot=args.plot))

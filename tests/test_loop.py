@@ -299,3 +299,12 @@ def test_the_actor_collects_unless_plan_collection():
     planned.clear()
     model.learn(20, reset_num_timesteps=False)
     assert len(planned) == 20
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_cuda():
+    model = tiny_loop(device="cuda", plan_collection=True)
+    model.learn(150)
+    assert model.receding_horizon.planner.device.type == "cuda"
+    actions, _ = model.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
+    assert actions.shape == (2, 1) and np.isfinite(actions).all()
