@@ -68,8 +68,8 @@ class LOOP(MBPO):
         ``None`` (none: planning over the model alone) or a function ``obs (B, obs_dim) -> (B,)``.
     :param value_starts: Env steps collected (by this model, over every ``learn()`` call and across
         ``load()``, as MBPO's rollout epochs count them) before the terminal value enters the plans:
-        an early critic misjudges the states its plans end in, and a planner maximising it follows
-        the errors (Pendulum-v1, README: -1,329 at 600 env steps with the critic, -154 without).
+        a critic that misjudges the states plans end in (early, or trained on planned data) leads a
+        planner that maximises it astray (README, LOOP).
     :param planning_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``: dtype of the ensemble
         forward while planning (``"auto"``: bf16 only where it runs natively).
     :param deterministic_seed: Seed of the planner's draws at every ``predict(deterministic=True)``.
@@ -77,9 +77,8 @@ class LOOP(MBPO):
     :param plan_collection: Plan the actions of data collection too, as the paper does. ``False``
         (default): SAC's actor collects, as in MBPO, and planning acts everywhere else (``predict``:
         evaluations, deployment). On Pendulum-v1 SAC trained on planned data overestimated its
-        values (up to +356 where every return is negative, 1,000 env steps) and plans that leaned
-        on them failed (-1,604), while with its own data the critic stayed sound and planning with it
-        scored -155 to -160 from 400 env steps on (README, LOOP).
+        values (+20 to +39 where every return is negative) and plans that leaned on them failed
+        (-1,115 at 600 env steps, -100 without the value; README, LOOP).
     :param kwargs: Every other :class:`MBPO` argument.
     """
 
