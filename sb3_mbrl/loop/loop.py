@@ -12,7 +12,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from sb3_mbrl.common.planning_times import planning_summary, record_planning_times
 from sb3_mbrl.common.receding_horizon import RecedingHorizon, seeded_draws
 from sb3_mbrl.common.transition_fns import TransitionFnArg
-from sb3_mbrl.dynamics import PROPAGATION_METHODS, ModelEnv
+from sb3_mbrl.dynamics import ModelEnv
 from sb3_mbrl.dynamics.inference import planning_compute_dtype
 from sb3_mbrl.loop.critic_value import check_critic_value, critic_value_fn
 from sb3_mbrl.loop.policy_prior import actor_rollouts
@@ -108,15 +108,12 @@ class LOOP(MBPO):
                 f"LOOP: horizon and num_particles must be positive, policy_prior_samples and value_starts non-negative, "
                 f"got {horizon}, {num_particles}, {policy_prior_samples}, {value_starts}"
             )
-        if propagation not in PROPAGATION_METHODS:
-            raise ValueError(f"LOOP: propagation must be one of {PROPAGATION_METHODS}, got {propagation!r}")
         check_critic_value(terminal_value_fn)
         if warm_start not in WARM_STARTS or (warm_start == "actor" and policy_prior_samples < 1):
             raise ValueError(
                 f"LOOP: warm_start must be one of {WARM_STARTS} ('actor' needs policy_prior_samples >= 1), got "
                 f"{warm_start!r} with policy_prior_samples={policy_prior_samples}"
             )
-        planning_compute_dtype(planning_dtype)  # checks the name
         self.horizon = horizon
         self.num_particles = num_particles
         self.propagation = propagation

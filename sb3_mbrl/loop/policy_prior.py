@@ -29,10 +29,14 @@ def actor_rollouts(
     state = obs.repeat_interleave(n_samples, dim=0)  # (M*K, obs_dim), the K samples of a start adjacent
     use_mean = (th.arange(state.shape[0], device=obs.device) % n_samples == 0)[:, None]  # (M*K, 1)
     model_env.reset(state.shape[0])
+    low_t, high_t = (th.as_tensor(bound, dtype=obs.dtype, device=obs.device) for bound in (low, high))  # once, not per step
     steps = []
     for _ in range(horizon):
-        scaled = th.where(use_mean, actor(state, deterministic=True), actor(state, deterministic=False))  # (M*K, A)
-        actions = unscale_actions(scaled, low, high)
+        # One actor forward for both: the distribution's sample, and its mode (the mean action).
+        mean_actions, log_std, kwargs = actor.get_action_dist_params(state)
+        sampled = actor.action_dist.actions_from_params(mean_actions, log_std, deterministic=False, **kwargs)
+        scaled = th.where(use_mean, actor.action_dist.mode(), sampled)  # (M*K, A) in [-1, 1]
+        actions = unscale_actions(scaled, low_t, high_t)
         steps.append(actions)
         state, _, _ = model_env.step(state, actions)
     return th.stack(steps, dim=1).view(n_starts, n_samples, horizon, -1)
