@@ -115,7 +115,7 @@ def test_old_names_build_and_train_the_same_model():
         assert model.model_learning_rate == model.learning_rate == 5e-4
         assert model.model_net_arch == model.policy.net_arch == [32, 32] and model.policy.activation_fn is nn.ReLU
         assert model.model_weight_decays == model.policy.weight_decays == [1e-5, 2e-5, 3e-5]
-        assert model.policy_kwargs == {"planning_dtype": "bfloat16"}
+        assert model.policy_kwargs == {"planning_dtype": "bfloat16", "optimizer_kwargs": {"fused": True}}  # fused Adam by default
         assert model.model_trainer.batch_size == 64 and model.model_trainer.holdout_ratio == 0.25
         assert type(model.policy.receding_horizon.planner).__name__ == "ICEMOptimizer"
         models.append(model.learn(120))
@@ -152,7 +152,8 @@ def _as_saved_before_the_rename(path, policy_kwargs_extra=None):
     net_arch = data.pop("model_net_arch")
     for name in ("model_learning_rate", "model_batch_size", "model_activation_fn", "model_weight_decays"):
         del data[name]
-    data["policy_kwargs"] = {**data["policy_kwargs"], "net_arch": net_arch, **(policy_kwargs_extra or {})}
+    saved_then = {k: v for k, v in data["policy_kwargs"].items() if k != "optimizer_kwargs"}  # fused Adam came later
+    data["policy_kwargs"] = {**saved_then, "net_arch": net_arch, **(policy_kwargs_extra or {})}
     data["_model_train_freq"] = (50, "step")  # saved then, parsed again now
     save_to_zip_file(path, data=data, params=params, pytorch_variables=variables)
 
@@ -173,7 +174,7 @@ def test_a_model_saved_before_the_rename_loads(tmp_path):
     assert (loaded.model_batch_size, loaded.model_holdout_ratio) == (64, 0.25)
     assert loaded.model_learning_rate == 5e-4 and loaded.model_net_arch == loaded.policy.net_arch == [32, 32]
     assert loaded.model_weight_decays == [0.0, 0.0, 0.0]  # saved without weight_decays: PETS had no decay then
-    assert loaded.policy_kwargs == {}
+    assert loaded.policy_kwargs == {"optimizer_kwargs": {"fused": True}}  # the old names moved out; fused Adam added on load
     assert not {"optimizer", "optimizer_kwargs", "holdout_ratio", "_model_train_freq"} & set(vars(loaded))
     obs = np.array([[0.3, -0.95, 0.5]], dtype=np.float32)
     start = np.array([True])

@@ -159,6 +159,21 @@ def test_seeded_fits_are_identical():
         assert th.equal(a, b)
 
 
+def test_default_optimiser_is_fused_adam_and_fits_as_the_loop_does():
+    obs, act, nxt, rew = _linear_data(300)
+    weights = []
+    for fused in (None, False):
+        th.manual_seed(123)
+        model = _small_model()
+        optimizer = None if fused is None else th.optim.Adam(model.parameters(), lr=1e-3, fused=False)
+        trainer = EnsembleTrainer(model, max_epochs=3, optimizer=optimizer)
+        assert bool(trainer.optimizer.defaults.get("fused")) == (fused is None)
+        trainer.fit(obs, act, nxt, rew)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    for fused, looped in zip(*weights):
+        th.testing.assert_close(fused, looped, rtol=1e-4, atol=1e-5)
+
+
 def test_members_see_different_data():
     """Bootstrap: identical initial members diverge because their batches differ."""
     obs, act, nxt, rew = _linear_data(300)

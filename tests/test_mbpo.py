@@ -242,3 +242,40 @@ def test_cuda():
     model = tiny_mbpo(device="cuda")
     model.learn(150)
     assert model.model_buffer.obs.device.type == "cuda"
+
+
+def _fused(optimizer):
+    return bool(optimizer.defaults.get("fused"))
+
+
+def test_sac_optimizers_are_fused_adam_unless_the_caller_chooses(tmp_path):
+    model = tiny_mbpo()
+    assert _fused(model.actor.optimizer) and _fused(model.critic.optimizer)
+    assert "optimizer_kwargs" not in TINY["policy_kwargs"]  # the caller's dict does not get it
+    model.learn(120)  # fused steps update the weights as the loop does
+    model.save(tmp_path / "mbpo")
+    loaded = MBPO.load(tmp_path / "mbpo")
+    assert _fused(loaded.actor.optimizer) and _fused(loaded.critic.optimizer)
+    for choice in (dict(fused=False), dict(foreach=True)):
+        chosen = tiny_mbpo(policy_kwargs=dict(net_arch=[32, 32], optimizer_kwargs=choice))
+        assert not _fused(chosen.actor.optimizer) and not _fused(chosen.critic.optimizer)
+    sgd = tiny_mbpo(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD))
+    assert isinstance(sgd.actor.optimizer, th.optim.SGD) and "fused" not in (sgd.policy_kwargs.get("optimizer_kwargs") or {})
+
+
+def test_fused_and_looped_adam_train_sac_alike():
+    """The fused kernel is the same update: SAC steps from equal weights on equal rows end at close weights."""
+    models = [tiny_mbpo(learning_starts=1000, policy_kwargs=dict(net_arch=[32, 32], optimizer_kwargs=kwargs))
+              for kwargs in (dict(fused=True), dict(fused=False))]
+    for model in models:
+        model.learn(60)  # random actions, no update: the same 60 real rows
+    models[1].policy.load_state_dict(models[0].policy.state_dict())
+    before = {key: value.clone() for key, value in models[0].policy.state_dict().items()}
+    for model in models:
+        th.manual_seed(0)
+        np.random.seed(0)
+        SAC.train(model, gradient_steps=3, batch_size=32)  # SAC's update alone, on real data
+    after = [model.policy.state_dict() for model in models]
+    assert not th.equal(after[0]["actor.latent_pi.0.weight"], before["actor.latent_pi.0.weight"])
+    for key, fused in after[0].items():
+        th.testing.assert_close(fused, after[1][key], rtol=1e-4, atol=1e-5, msg=key)

@@ -373,3 +373,13 @@ def test_eval_callback_during_warm_up_does_not_stop_training(tmp_path):
     with pytest.warns(UserWarning, match="not been fitted yet"):
         model.learn(200, callback=eval_cb)
     assert eval_cb.evaluations_timesteps[:2] == [60, 120] and bool(model.policy.fitted)
+
+
+def test_model_optimiser_is_fused_adam_unless_the_caller_chooses(tmp_path):
+    model = tiny_pets()
+    assert model.policy.optimizer.defaults["fused"] and model.model_trainer.optimizer is model.policy.optimizer
+    model.learn(60)
+    model.save(tmp_path / "pets")
+    assert PETS.load(tmp_path / "pets").policy.optimizer.defaults["fused"]
+    chosen = tiny_pets(policy_kwargs=dict(optimizer_kwargs=dict(foreach=True)))
+    assert not chosen.policy.optimizer.defaults.get("fused") and chosen.policy.optimizer.defaults["foreach"]

@@ -161,9 +161,10 @@ def balance_inverted_pendulum(with_terminal_value: bool, steps: int, seed: int =
 
 def test_exact_dynamics_keep_the_inverted_pendulum_up_only_with_the_terminal_value():
     # "1 per step alive" ties every candidate that survives 15 steps: the cart drifts to the end of
-    # its rail, stops dead and the pole falls (measured on this start: after 95 steps).
-    assert balance_inverted_pendulum(with_terminal_value=False, steps=150) < 150
-    assert balance_inverted_pendulum(with_terminal_value=True, steps=150) == 150
+    # its rail, stops dead and the pole falls (measured on this start: after 95 steps with an earlier
+    # install, after 314 with mujoco 4.0.0 and 4.0.1 on 2026-12-04, so the window is 400 steps).
+    assert balance_inverted_pendulum(with_terminal_value=False, steps=400) < 400
+    assert balance_inverted_pendulum(with_terminal_value=True, steps=400) == 400
 
 
 def _model_env(terminal_value_fn) -> ModelEnv:

@@ -7,6 +7,9 @@ import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
 
+# Devices where torch's Adam has a fused kernel (one per step instead of a loop over the parameters).
+FUSED_ADAM_DEVICE_TYPES = frozenset({"cpu", "cuda"})
+
 ArrayLike = Union[np.ndarray, th.Tensor]
 
 
@@ -117,7 +120,7 @@ class EnsembleTrainer:
     :param max_seconds: Wall-clock cap on one fit (``None``: no cap); the fit ends after the
         epoch that passes it.
     :param improvement_threshold: Relative holdout MSE improvement of the trained weights that resets patience.
-    :param optimizer: An existing optimiser over the model's parameters (default: a new Adam).
+    :param optimizer: An existing optimiser over the model's parameters (default: a new Adam, fused on CPU and CUDA).
     :param reset_optimizer_state: Clear the optimiser's state (Adam's moments) at the start of each fit.
     :param lr_warmup_updates: Ramp the learning rate linearly from ``lr / n`` to ``lr`` over the
         first ``n`` gradient steps of each fit (0: none). A fresh Adam moves every weight by about
@@ -163,7 +166,10 @@ class EnsembleTrainer:
         self.min_updates = min_updates
         self.max_seconds = max_seconds
         self.improvement_threshold = improvement_threshold
-        self.optimizer = optimizer if optimizer is not None else th.optim.Adam(model.parameters(), lr=learning_rate)
+        if optimizer is None:
+            fused = model.input_mean.device.type in FUSED_ADAM_DEVICE_TYPES  # one kernel per step, same update
+            optimizer = th.optim.Adam(model.parameters(), lr=learning_rate, fused=fused or None)
+        self.optimizer = optimizer
         self.reset_optimizer_state = reset_optimizer_state
         self.lr_warmup_updates = lr_warmup_updates
         self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened

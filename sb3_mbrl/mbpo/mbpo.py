@@ -18,6 +18,7 @@ from torch import nn
 from sb3_mbrl.common.buffers import replay_buffer_transitions
 from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
 from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
+from sb3_mbrl.common.optimizers import with_fused_adam
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.common.transition_fns import TransitionFnArg, env_id_of, resolve_obs_process_fn, resolve_transition_fns
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble, model_weight_decays_for
@@ -44,6 +45,10 @@ class MBPO(SAC):
     (new, empty) replay buffer, then the loaded model is refitted on them and rolled out.
 
     ``VecNormalize`` is refused: the model and its rollouts live in raw observation units.
+
+    SAC's actor and critic optimisers are fused Adam on CPU and CUDA unless ``policy_kwargs``'
+    ``optimizer_kwargs`` choose ``fused`` or ``foreach`` (or another optimiser): the same update,
+    about 10% cheaper at MBPO's sizes.
 
     Takes every SAC argument plus:
 
@@ -197,6 +202,7 @@ class MBPO(SAC):
         if not issubclass(self.replay_buffer_class, MixedReplayBuffer):
             raise ValueError("MBPO: replay_buffer_class must be MixedReplayBuffer or a subclass of it")
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "real_ratio": self.real_ratio}
+        self.policy_kwargs = with_fused_adam(self.policy_kwargs, self.device)
         super()._setup_model()
         self.model_fit_seconds = 0.0  # wall seconds spent fitting the ensemble, over every learn() call
         self.model_lr_schedule = get_schedule_fn(self.model_learning_rate)

@@ -14,6 +14,7 @@ from torch import nn
 from sb3_mbrl.common.checks import check_finite_transition, check_no_vec_normalize, check_vector_observations
 from sb3_mbrl.common.deprecation import renamed_arguments
 from sb3_mbrl.common.model_fit import fit_dynamics, make_model_trainer
+from sb3_mbrl.common.optimizers import with_fused_adam
 from sb3_mbrl.common.threads import check_num_threads, torch_threads
 from sb3_mbrl.common.transition_fns import (
     TransitionFnArg,
@@ -53,6 +54,9 @@ class PETS(OffPolicyAlgorithm):
     buffer and normalises its inputs itself, so plans from normalised observations would be wrong.
     ``Discrete`` actions enter the model one-hot and are planned by a categorical CEM (``"cem"``)
     or random shooting (``"random"``); iCEM and MPPI are continuous only.
+
+    The model's optimiser is fused Adam on CPU and CUDA unless ``policy_kwargs``' ``optimizer_kwargs``
+    choose ``fused`` or ``foreach`` (or another ``optimizer_class``): the same update, one kernel per step.
 
     :param policy: ``"MlpPolicy"`` (the MPC policy) or a policy class.
     :param env: The environment (Box observations; Box or Discrete actions), or its gymnasium id.
@@ -233,6 +237,7 @@ class PETS(OffPolicyAlgorithm):
         reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
         terminal_value = resolve_terminal_value_fn("PETS", self.env_id, self.terminal_value_fn)
         obs_process = resolve_obs_process_fn("PETS", self.env_id, self.obs_process_fn)
+        self.policy_kwargs = with_fused_adam(self.policy_kwargs, self.device)  # the model's optimiser
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space,
             self.action_space,
