@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import matplotlib
 
@@ -61,17 +61,18 @@ MBRLLIB_CONFIG: Dict[str, Any] = dict(
 )
 
 
-class WallAt(BaseCallback):
-    """Wall clock when ``num_timesteps`` first reaches ``step``."""
+class WindowStart(BaseCallback):
+    """The wall clock and ``snapshot()`` when ``num_timesteps`` first reaches ``step``."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, snapshot: Callable[[], Dict[str, float]]) -> None:
         super().__init__()
-        self.step = step
+        self.step, self.snapshot = step, snapshot
         self.wall: Optional[float] = None
+        self.totals: Dict[str, float] = {}
 
     def _on_step(self) -> bool:
         if self.wall is None and self.num_timesteps >= self.step:
-            self.wall = time.perf_counter()
+            self.wall, self.totals = time.perf_counter(), self.snapshot()
         return True
 
 
@@ -96,22 +97,14 @@ def time_ours(steps: int, seed: int, looped_adam: bool = False) -> Dict[str, Any
 
     model.train, model.train_model_and_rollout = timed_train, timed_fit_and_rollout  # type: ignore[method-assign]
     window_start = INIT_STEPS + MODEL_TRAIN_FREQ
-    mark = WallAt(window_start)
-    fit_before: Dict[str, float] = {}
-
-    class PhasesAt(BaseCallback):  # phase totals at the window's start
-        def _on_step(self) -> bool:
-            if not fit_before and self.num_timesteps >= window_start:
-                fit_before.update(fit=model.model_fit_seconds, **phase)
-            return True
-
-    model.learn(steps, callback=[mark, PhasesAt()])
+    mark = WindowStart(window_start, lambda: dict(fit=model.model_fit_seconds, **phase))
+    model.learn(steps, callback=mark)
     end = time.perf_counter()
     window = steps - window_start
     per_1k = lambda seconds: round(1000 * seconds / window, 2)  # noqa: E731
-    fit = model.model_fit_seconds - fit_before["fit"]
-    rollouts = phase["rollouts"] - fit_before["rollouts"]
-    sac = (phase["train"] - fit_before["train"]) - fit - rollouts
+    fit = model.model_fit_seconds - mark.totals["fit"]
+    rollouts = phase["rollouts"] - mark.totals["rollouts"]
+    sac = (phase["train"] - mark.totals["train"]) - fit - rollouts
     return dict(
         s_per_1k_steps_main_loop=per_1k(end - mark.wall), model_fit_s_per_1k=per_1k(fit), rollout_s_per_1k=per_1k(rollouts),
         sac_updates_s_per_1k=per_1k(sac), ms_per_sac_update=round(1000 * sac / (window * MBRLLIB_CONFIG["gradient_steps"]), 2),
