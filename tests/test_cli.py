@@ -53,9 +53,15 @@ def test_train_argv_defaults():
     assert argv[argv.index("--eval-freq") + 1] == "100"
     assert train_argv(["--algo", "sac", "--env=Pendulum-v1", "-n=500", "--eval-f=-1"]).count("--eval-freq") == 0
     assert "--n-eval-envs" not in argv  # only planners evaluate their episodes side by side
-    # PETS: one eval env per evaluation episode unless given.
+    # PETS: one eval env per evaluation episode unless given, and two evaluations per run (halfway and
+    # at the end: its training episodes are planned by the same policy); LOOP's actor collects, so five.
     argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1"])
     assert argv[argv.index("--n-eval-envs") + 1] == "5"
+    assert argv[argv.index("--eval-freq") + 1] == "1500"  # zoo_configs/pets.yml: 3,000 steps
+    argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1", "-n", "800"])
+    assert argv[argv.index("--eval-freq") + 1] == "400"
+    argv = train_argv(["--algo", "loop", "--env", "Pendulum-v1"])
+    assert argv[argv.index("--eval-freq") + 1] == "400"  # zoo_configs/loop.yml: 2,000 steps
     argv = train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--eval-episodes", "3"])
     assert argv[argv.index("--n-eval-envs") + 1] == "3"
     assert train_argv(["--algo", "pets", "--env", "Pendulum-v1", "--n-eval-envs", "1"]).count("--n-eval-envs") == 1

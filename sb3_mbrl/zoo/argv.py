@@ -78,15 +78,29 @@ def parse_hyperparams(strings: List[str]) -> Dict[str, Any]:
     return parse_args("train", ["--hyperparams", *strings]).hyperparams if strings else {}
 
 
+# Evaluations per run when ``--eval-freq`` is not given.
+EVALUATIONS_PER_RUN = 5
+# PETS collects its training episodes with the planner it is evaluated with, so their returns (the
+# Monitor's, ``rollout/ep_rew_mean``) already trace its learning curve, while each evaluation plans
+# as many steps as its episodes (Pendulum-v1 zoo entry: 5 evaluations of 5 episodes were 25 planned
+# episodes against 15 in training, 48% of the run). Two evaluations: halfway and at the end.
+EVALUATIONS_PER_RUN_BY_ALGO = {"pets": 2}
+
+
 def default_eval_freq(args: argparse.Namespace, conf_file: str) -> Optional[int]:
-    """Five evaluations per run, from ``-n`` or the entry's ``n_timesteps`` (None when neither says)."""
+    """
+    Env steps between evaluations: :data:`EVALUATIONS_PER_RUN` per run (PETS:
+    :data:`EVALUATIONS_PER_RUN_BY_ALGO`), from ``-n`` or the entry's ``n_timesteps`` (None when
+    neither says).
+    """
     n_timesteps = args.n_timesteps
     if n_timesteps <= 0:
         try:
             n_timesteps = int(float(read_zoo_entry(args.algo, args.env, conf_file, args.hyperparams).get("n_timesteps", 0)))
         except (ZooConfigError, ValueError, TypeError):
             return None  # rl-zoo reports a config it cannot use itself
-    return max(1, n_timesteps // 5) if n_timesteps > 0 else None
+    n_evaluations = EVALUATIONS_PER_RUN_BY_ALGO.get(args.algo, EVALUATIONS_PER_RUN)
+    return max(1, n_timesteps // n_evaluations) if n_timesteps > 0 else None
 
 
 # Algorithms that plan at every step: one planning call for several start states costs much less
@@ -114,7 +128,7 @@ def train_argv(argv: List[str]) -> List[str]:
     rl-zoo ``train`` arguments with our defaults added (argparse keeps the last value of a flag):
     ``zoo_configs/<algo>.yml`` as the hyperparameter file when none is given (for SB3's own
     algorithms only when that file has an entry for the env, else rl-zoo's file), and five
-    evaluations per run when ``--eval-freq`` is not given, and for PETS one eval env per
+    evaluations per run (PETS: two) when ``--eval-freq`` is not given, and for PETS one eval env per
     evaluation episode when ``--n-eval-envs`` is not given (the episodes are planned together).
     With ``-optimize``: the study in a local SQLite file, ``<log folder>/optuna/<algo>-<env>.db``,
     when ``--storage`` is not given (rl-zoo's default keeps it in memory, lost at exit), a file
@@ -154,6 +168,8 @@ def train_argv(argv: List[str]) -> List[str]:
 
 __all__ = [
     "BATCHED_EVALUATION_ALGOS",
+    "EVALUATIONS_PER_RUN",
+    "EVALUATIONS_PER_RUN_BY_ALGO",
     "default_eval_freq",
     "default_n_eval_envs",
     "hyperparams_strings",
