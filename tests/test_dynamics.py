@@ -38,6 +38,22 @@ def test_ensemble_linear_matches_per_member_matmul():
     th.testing.assert_close(layer(x[:2], members)[0], x[0] @ layer.weight[2] + layer.bias[2])
 
 
+def test_decay_loss_is_the_l2_penalty_and_free_without_decays():
+    """decay_loss is sum_l decay_l * |W_l|^2 / 2 per member; layers without decay add no autograd work."""
+    th.manual_seed(0)
+    decays = [1e-4, 0.0, 5e-4]
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=4, hidden_sizes=[8, 8], weight_decays=decays)
+    layers = [*model.hidden_layers, model.output_layer]
+    expected = sum(d * 0.5 * layer.weight.pow(2).sum(dim=(1, 2)) for d, layer in zip(decays, layers))
+    assert th.allclose(model.decay_loss(), expected)
+    model.decay_loss().sum().backward()
+    assert layers[1].weight.grad is None  # the zero-decay layer's weights are not in the graph
+    assert th.allclose(layers[0].weight.grad, 1e-4 * layers[0].weight)
+    undecayed = ProbabilisticEnsemble(3, 1, ensemble_size=4, hidden_sizes=[8, 8])
+    loss = undecayed.decay_loss()
+    assert loss.shape == (4,) and not loss.requires_grad and (loss == 0).all()
+
+
 def test_nll_matches_hand_computation():
     model = _small_model(ensemble_size=2, logvar_penalty=0.01)
     x = th.randn(2, 5, 5)
