@@ -63,6 +63,8 @@ def test_pets_sampler_builds_pets(seed):
     assert 2 <= planner.num_elites < planner.population_size == trial.params["population_size"]
     assert model.policy.net_arch == model.model_net_arch == kwargs["model_net_arch"]
     assert model.learning_rate == model.model_learning_rate == kwargs["model_learning_rate"]
+    refit = trial.params["model_train_freq"]
+    assert (model._refits.n, model._refits.unit.value) == ((1, "episode") if refit == "episode" else (refit, "step"))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -98,16 +100,20 @@ def test_reinforce_sampler_builds_reinforce(seed, env_id, n_envs):
 
 def test_fixed_trial_conversion_is_real_and_checked():
     params = dict(horizon=15, planner="cem", population_size=100, elite_fraction=0.2, iterations=4, num_particles=3,
-                  propagation="random_model", model_net_arch="small", model_learning_rate=5e-4)
+                  propagation="random_model", model_net_arch="small", model_learning_rate=5e-4, model_train_freq="episode")
     kwargs = hyperparams_from_params("pets", params)
     assert kwargs["planner_kwargs"] == {"population_size": 100, "num_elites": 20, "iterations": 4}
     assert kwargs["model_net_arch"] == [64, 64, 64]  # "small" -> the layers
+    assert kwargs["model_train_freq"] == (1, "episode")  # "episode" -> PETS's per-episode schedule
     with pytest.raises(ValueError, match="do not fit"):
         hyperparams_from_params("pets", {**params, "planner": "icem"})  # iCEM's noise_beta is missing
     with pytest.raises(ValueError, match="not in the current"):
         hyperparams_from_params("pets", {**params, "batch_size": 64})
     with pytest.raises(ValueError, match="No hyperparameter sampler"):
         hyperparams_from_params("nope", params)
+    # A study made before model_train_freq was searched: its trials ran with PETS's default, one refit per episode.
+    before = {key: value for key, value in params.items() if key != "model_train_freq"}
+    assert hyperparams_from_params("pets", before) == kwargs
 
 
 def test_samplers_registered_in_rl_zoo():
@@ -251,7 +257,8 @@ def test_mbpo_search(tmp_path, monkeypatch):
 
 
 PETS_CHEAP = dict(horizon=10, planner="icem", population_size=50, elite_fraction=0.1, iterations=3, num_particles=1,
-                  propagation="fixed_model", model_net_arch="small", model_learning_rate=1e-3, noise_beta=2.0)
+                  propagation="fixed_model", model_net_arch="small", model_learning_rate=1e-3, noise_beta=2.0,
+                  model_train_freq="episode")
 
 
 def test_pets_search_evaluates_the_planner(tmp_path, monkeypatch):
