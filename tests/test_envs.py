@@ -196,3 +196,23 @@ def test_unknown_env_has_no_functions():
     assert get_reward_fn("NoSuchEnv-v0") is None
     assert get_termination_fn("NoSuchEnv-v0") is None
     assert not has_terminal_states("NoSuchEnv-v0")
+
+
+def test_pets_plans_inverted_pendulum_to_stop_short_of_the_rail_while_the_env_function_matches_the_env():
+    from sb3_mbrl.envs import get_planning_termination_fn
+    from sb3_mbrl.envs.model_inputs import RAIL_CONTACT_ZONE
+
+    # obs = [x, theta, x_dot, theta_dot]: at the rail's contact zone, just inside it, inside with the
+    # pole leaning, fallen at the centre, and the other side of the zone.
+    nxt = th.tensor([[0.95, 0.0, 0.0, 0.0], [-0.9, 0.0, 0.0, 0.0], [0.5, 0.1, 0.0, 0.0], [0.0, 0.3, 0.0, 0.0], [-0.89, 0.0, 0.0, 0.0]])
+    obs, action = th.zeros_like(nxt), th.zeros(5, 1)
+    planning = get_planning_termination_fn("InvertedPendulum-v4")(obs, action, nxt)
+    assert planning.tolist() == [True, True, False, True, False]
+    # The env itself ends an episode only when the pole falls (test_termination_matches_env).
+    assert get_termination_fn("InvertedPendulum-v4")(obs, action, nxt).tolist() == [False, False, False, True, False]
+    # The stop is where the model's rail-contact input starts to rise (sb3_mbrl.envs.model_inputs).
+    assert terminations.INVERTED_PENDULUM_PLANNING_RAIL_STOP == terminations.INVERTED_PENDULUM_RAIL - RAIL_CONTACT_ZONE
+    for env_id in ("Pendulum-v1", "CartPole-v1", "Hopper-v4", "gymnasium/InvertedPendulum-v4"):
+        expected = terminations.inverted_pendulum_planning_termination if "Inverted" in env_id else get_termination_fn(env_id)
+        assert get_planning_termination_fn(env_id) is expected
+    assert get_planning_termination_fn("NoSuchEnv-v0") is None

@@ -213,3 +213,18 @@ def test_the_pendulum_zoo_entry_refits_every_25_env_steps_inside_episodes():
     model.learn(entry["learning_starts"] + 60)  # inside the first 200-step episode
     # Fits at the first plan (step 100), then after steps 125 and 150: three before the episode ends.
     assert model.model_trainer.n_fits == 3
+
+
+def test_pets_plans_inverted_pendulum_with_the_rail_stop_and_mbpo_rolls_out_with_the_envs_termination(tmp_path):
+    from sb3_mbrl.envs import terminations
+
+    model = PETS("MlpPolicy", "InvertedPendulum-v4", model_net_arch=[16])
+    assert model.policy.termination_fn is terminations.inverted_pendulum_planning_termination
+    model.save(tmp_path / "pets")
+    assert PETS.load(tmp_path / "pets").policy.termination_fn is terminations.inverted_pendulum_planning_termination
+    # A function the user passes is planned with as it is.
+    assert PETS("MlpPolicy", "InvertedPendulum-v4", model_net_arch=[16],
+                termination_fn=terminations.inverted_pendulum_termination).policy.termination_fn is terminations.inverted_pendulum_termination
+    # MBPO's model rollouts train SAC on what the env would do, which goes on at the rail.
+    mbpo = MBPO("MlpPolicy", "InvertedPendulum-v4", model_net_arch=[16])
+    assert mbpo.model_env.termination_fn is terminations.inverted_pendulum_termination

@@ -9,6 +9,7 @@ from sb3_mbrl.envs import (
     StateValueFn,
     TransitionFn,
     get_obs_process_fn,
+    get_planning_termination_fn,
     get_reward_fn,
     get_terminal_value_fn,
     get_termination_fn,
@@ -42,7 +43,7 @@ def check_fn_argument(algo_name: str, name: str, value: TransitionFnArg) -> None
 
 
 def resolve_transition_fns(
-    algo_name: str, env_id: Optional[str], reward_fn: TransitionFnArg, termination_fn: TransitionFnArg
+    algo_name: str, env_id: Optional[str], reward_fn: TransitionFnArg, termination_fn: TransitionFnArg, planning: bool = False
 ) -> Tuple[Optional[TransitionFn], Optional[TransitionFn]]:
     """
     Turn ``"auto"`` into the known function for ``env_id`` (or ``None``) and check the rest.
@@ -54,13 +55,17 @@ def resolve_transition_fns(
     :param env_id: The env's gymnasium id (``None``: nothing is known about it).
     :param reward_fn: The user's ``reward_fn`` argument.
     :param termination_fn: The user's ``termination_fn`` argument.
+    :param planning: Whether the functions are only planned with (PETS): ``"auto"`` is then the
+        planning termination of ``env_id`` (:func:`sb3_mbrl.envs.get_planning_termination_fn`),
+        else the env's own, as model rollouts that train a policy need.
     :return: The reward and termination functions, ``None`` where there is none (learned reward,
         never terminates).
     """
     check_fn_argument(algo_name, "reward_fn", reward_fn)
     check_fn_argument(algo_name, "termination_fn", termination_fn)
     reward = get_reward_fn(env_id) if reward_fn == "auto" else reward_fn
-    termination = get_termination_fn(env_id) if termination_fn == "auto" else termination_fn
+    known_termination = get_planning_termination_fn(env_id) if planning else get_termination_fn(env_id)
+    termination = known_termination if termination_fn == "auto" else termination_fn
     if termination is None and has_terminal_states(env_id):
         warnings.warn(
             f"{algo_name}: {env_id} has terminal states but no termination function is set, so the model "

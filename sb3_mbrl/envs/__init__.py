@@ -9,10 +9,12 @@ Observation processing takes ``obs (..., obs_dim)`` and returns what the dynamic
 """
 from sb3_mbrl.envs.registry import (
     OBS_PROCESS_FNS,
+    PLANNING_TERMINATION_FNS,
     REWARD_FNS,
     TERMINAL_VALUE_FNS,
     TERMINATION_FNS,
     get_obs_process_fn,
+    get_planning_termination_fn,
     get_reward_fn,
     get_terminal_value_fn,
     get_termination_fn,
@@ -23,12 +25,14 @@ from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 __all__ = [
     "OBS_PROCESS_FNS",
     "ObsProcessFn",
+    "PLANNING_TERMINATION_FNS",
     "REWARD_FNS",
     "TERMINAL_VALUE_FNS",
     "TERMINATION_FNS",
     "StateValueFn",
     "TransitionFn",
     "get_obs_process_fn",
+    "get_planning_termination_fn",
     "get_reward_fn",
     "get_terminal_value_fn",
     "get_termination_fn",

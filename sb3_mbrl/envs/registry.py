@@ -28,6 +28,11 @@ TERMINATION_FNS: Dict[str, TransitionFn] = {
     "MountainCar-v0": terminations.mountain_car_termination,
 }
 
+# Where a planner should end its plans short of the env's own termination (TERMINATION_FNS elsewhere).
+PLANNING_TERMINATION_FNS: Dict[str, TransitionFn] = {
+    "InvertedPendulum-v4": terminations.inverted_pendulum_planning_termination,
+}
+
 # Values of the last planned state, never negative (sb3_mbrl.envs.terminal_values).
 TERMINAL_VALUE_FNS: Dict[str, StateValueFn] = {
     "InvertedPendulum-v4": terminal_values.inverted_pendulum_terminal_value,
@@ -66,6 +71,17 @@ def get_reward_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
 def get_termination_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
     """The known termination function of ``env_id``, or ``None``."""
     return TERMINATION_FNS.get(_strip_namespace(env_id)) if env_id else None
+
+
+def get_planning_termination_fn(env_id: Optional[str]) -> Optional[TransitionFn]:
+    """
+    The termination function a planner should use for ``env_id``: the env's own
+    (:func:`get_termination_fn`) unless ``PLANNING_TERMINATION_FNS`` has one that also ends plans
+    in states the model predicts badly (InvertedPendulum-v4: the end of the rail), or ``None``.
+    """
+    if not env_id:
+        return None
+    return PLANNING_TERMINATION_FNS.get(_strip_namespace(env_id)) or get_termination_fn(env_id)
 
 
 def get_terminal_value_fn(env_id: Optional[str]) -> Optional[StateValueFn]:

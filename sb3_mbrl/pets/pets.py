@@ -78,7 +78,9 @@ class PETS(OffPolicyAlgorithm):
         ``iterations``, ``alpha``; iCEM ``noise_beta``; MPPI ``temperature`` ...).
     :param reward_fn: ``"auto"`` (known function of the env id if any, else learned), ``None``
         (learn the reward) or a function ``(obs, action, next_obs) -> (B,)`` tensor.
-    :param termination_fn: ``"auto"`` (known function of the env id if any, else never), ``None``
+    :param termination_fn: ``"auto"`` (known function of the env id if any, else never; for
+        InvertedPendulum-v4 plans also end with the cart within 0.1 of the end of its rail,
+        :func:`sb3_mbrl.envs.terminations.inverted_pendulum_planning_termination`), ``None``
         (never terminate) or a function ``(obs, action, next_obs) -> (B,)`` bool tensor.
     :param terminal_value_fn: Value of the last predicted state of a candidate that has not
         terminated, added to its return: ``"auto"`` (the known one of the env id, never negative:
@@ -234,7 +236,7 @@ class PETS(OffPolicyAlgorithm):
             self.buffer_size, self.observation_space, self.action_space, device=self.device, n_envs=self.n_envs,
             optimize_memory_usage=self.optimize_memory_usage, **self.replay_buffer_kwargs,
         )
-        reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn)
+        reward, termination = resolve_transition_fns("PETS", self.env_id, self.reward_fn, self.termination_fn, planning=True)
         terminal_value = resolve_terminal_value_fn("PETS", self.env_id, self.terminal_value_fn)
         obs_process = resolve_obs_process_fn("PETS", self.env_id, self.obs_process_fn)
         self.policy_kwargs = with_fused_adam(self.policy_kwargs, self.device)  # the model's optimiser
