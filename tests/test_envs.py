@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_mbrl.envs import get_reward_fn, get_termination_fn, has_terminal_states, terminations
+from sb3_mbrl.envs import get_planning_termination_fn, get_reward_fn, get_termination_fn, has_terminal_states, terminations
+from sb3_mbrl.envs.model_inputs import RAIL_CONTACT_ZONE
 
 CLASSIC_DISCRETE = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"]
 
@@ -199,9 +200,6 @@ def test_unknown_env_has_no_functions():
 
 
 def test_pets_plans_inverted_pendulum_to_stop_short_of_the_rail_while_the_env_function_matches_the_env():
-    from sb3_mbrl.envs import get_planning_termination_fn
-    from sb3_mbrl.envs.model_inputs import RAIL_CONTACT_ZONE
-
     # obs = [x, theta, x_dot, theta_dot]: at the rail's contact zone, just inside it, inside with the
     # pole leaning, fallen at the centre, and the other side of the zone.
     nxt = th.tensor([[0.95, 0.0, 0.0, 0.0], [-0.9, 0.0, 0.0, 0.0], [0.5, 0.1, 0.0, 0.0], [0.0, 0.3, 0.0, 0.0], [-0.89, 0.0, 0.0, 0.0]])

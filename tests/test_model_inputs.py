@@ -9,7 +9,7 @@ from sb3_mbrl import MBPO, PETS
 from sb3_mbrl.common.zoo_config import read_zoo_entry
 from sb3_mbrl.dynamics import EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.dynamics.inference import EnsembleInference
-from sb3_mbrl.envs import get_obs_process_fn
+from sb3_mbrl.envs import get_obs_process_fn, terminations
 from sb3_mbrl.envs.model_inputs import cart_rail_contact, drop_cart_position
 from sb3_mbrl.envs.registry import OBS_PROCESS_FNS
 
@@ -216,8 +216,6 @@ def test_the_pendulum_zoo_entry_refits_every_25_env_steps_inside_episodes():
 
 
 def test_pets_plans_inverted_pendulum_with_the_rail_stop_and_mbpo_rolls_out_with_the_envs_termination(tmp_path):
-    from sb3_mbrl.envs import terminations
-
     model = PETS("MlpPolicy", "InvertedPendulum-v4", model_net_arch=[16])
     assert model.policy.termination_fn is terminations.inverted_pendulum_planning_termination
     model.save(tmp_path / "pets")
