@@ -1,11 +1,12 @@
 """The ensemble, its trainer and ModelEnv."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch as th
 
-from sb3_mbrl.dynamics import EnsembleLinear, EnsembleTrainer, ModelEnv, ProbabilisticEnsemble
+from sb3_mbrl.dynamics import EnsembleLinear, EnsembleTrainer, ModelEnv, ProbabilisticEnsemble, inference
 
 
 def _linear_data(n=600, obs_dim=3, act_dim=2, seed=0, noise=0.01):
@@ -337,3 +338,59 @@ def test_cuda_fit_and_step():
     env = ModelEnv(model, propagation="fixed_model")
     returns = env.evaluate_action_sequences(th.zeros(8, 5, 2, device="cuda"), th.zeros(3, device="cuda"), 4)
     assert returns.device.type == "cuda" and returns.shape == (8,)
+
+
+def test_forward_under_autocast_returns_float32_mean_and_bounded_logvar():
+    # The products run in bf16 under autocast; the log-variance bounds and the loss must see float32.
+    model = _small_model()
+    x = th.randn(3, 16, 5)
+    with th.autocast("cpu", dtype=th.bfloat16):
+        mean, logvar = model(x)
+        loss = model.nll_loss(x, th.randn(3, 16, 4))
+    assert mean.dtype == logvar.dtype == loss.dtype == th.float32
+    ref_mean, _ = model(x)
+    th.testing.assert_close(mean, ref_mean, rtol=0.05, atol=0.05)  # the same function, within bf16 rounding
+    assert not th.equal(mean, ref_mean)  # but computed in bf16
+
+
+def test_bf16_fit_trains_in_bf16_and_learns_as_well_as_float32():
+    obs, act, nxt, rew = _linear_data(1000)
+    results = {}
+    for dtype in (None, th.bfloat16):
+        th.manual_seed(0)
+        model = _small_model(hidden_sizes=(64, 64))
+        trainer = EnsembleTrainer(model, batch_size=64, max_epochs=100, compute_dtype=dtype)
+        assert trainer.compute_dtype == (dtype or th.float32)
+        metrics = trainer.fit(obs, act, nxt, rew, generator=th.Generator().manual_seed(0))
+        assert all(p.dtype == th.float32 for p in model.parameters())  # master weights stay float32
+        assert metrics["holdout_mse_mean"] <= metrics["start_holdout_mse_mean"]
+        results[dtype] = (metrics["holdout_mse_mean"], [p.detach().clone() for p in model.parameters()])
+    (fp32_mse, fp32_weights), (bf16_mse, bf16_weights) = results[None], results[th.bfloat16]
+    assert not all(th.equal(a, b) for a, b in zip(fp32_weights, bf16_weights))  # the bf16 fit took other steps
+    # normalised targets (1.0 is "predict the mean"): 0.0014 in both dtypes here
+    assert bf16_mse < 0.005 and bf16_mse < 1.5 * fp32_mse
+
+
+def test_trainer_compute_dtype_auto_and_bad_values():
+    model = _small_model()
+    expected = th.bfloat16 if inference.has_fast_bfloat16(th.device("cpu")) else th.float32
+    assert EnsembleTrainer(model, compute_dtype="auto").compute_dtype == expected
+    with pytest.raises(ValueError, match="compute_dtype"):
+        EnsembleTrainer(model, compute_dtype="bf16")
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        EnsembleTrainer(model, compute_dtype=th.float16)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_bf16_fit_warns_once_where_bf16_is_emulated(monkeypatch, native_bf16):
+    monkeypatch.setattr(inference, "_cpu_has_bf16_units", lambda: native_bf16)
+    obs, act, nxt, rew = _linear_data(100)
+    auto = EnsembleTrainer(_small_model(), max_epochs=1, compute_dtype="auto")
+    assert auto.compute_dtype == (th.bfloat16 if native_bf16 else th.float32)
+    trainer = EnsembleTrainer(_small_model(), max_epochs=1, compute_dtype=th.bfloat16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            trainer.fit(obs, act, nxt, rew)
+    slow = [w for w in caught if "no native bf16" in str(w.message)]
+    assert len(slow) == (0 if native_bf16 else 1)

@@ -168,6 +168,19 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.num_timesteps == 270 and loaded.model_buffer.size > 0  # refitted after load
 
 
+def test_model_fit_dtype_fits_in_bf16_and_is_kept_by_save_load(tmp_path, autocast_dtypes_of_fits):
+    model = tiny_mbpo(model_fit_dtype="bfloat16")
+    seen = autocast_dtypes_of_fits(model.dynamics)
+    model.learn(250)
+    assert seen and set(seen) == {th.bfloat16}
+    model.save(tmp_path / "mbpo")
+    loaded = MBPO.load(tmp_path / "mbpo")
+    assert loaded.model_fit_dtype == "bfloat16" and loaded.model_trainer.compute_dtype == th.bfloat16
+    assert tiny_mbpo().model_trainer.compute_dtype == th.float32  # the default
+    with pytest.raises(ValueError, match="model_fit_dtype must be one of"):
+        tiny_mbpo(model_fit_dtype="half")
+
+
 def test_continue_learning_seeding_and_callbacks():
     runs = []
     for _ in range(2):

@@ -339,6 +339,23 @@ def test_auto_planning_dtype_takes_bf16_only_where_it_is_native(monkeypatch, tmp
     assert explicit.policy.model_env.inference.compute_dtype == th.bfloat16  # asked for, kept
 
 
+def test_model_fit_dtype_fits_in_bf16_and_is_kept_by_save_load(tmp_path, autocast_dtypes_of_fits):
+    model = tiny_pets(model_fit_dtype="bfloat16")
+    seen = autocast_dtypes_of_fits(model.dynamics)
+    model.learn(60)
+    assert seen and set(seen) == {th.bfloat16}
+    assert model.policy.model_env.inference.compute_dtype == th.float32  # planning keeps its own dtype
+    model.save(tmp_path / "pets.zip")
+    loaded = PETS.load(tmp_path / "pets.zip", env=model.get_env())
+    assert loaded.model_fit_dtype == "bfloat16" and loaded.model_trainer.compute_dtype == th.bfloat16
+    default = tiny_pets()
+    seen = autocast_dtypes_of_fits(default.dynamics)
+    default.learn(60)
+    assert seen and set(seen) == {th.float32}  # the default fits in float32
+    with pytest.raises(ValueError, match="model_fit_dtype must be one of"):
+        tiny_pets(model_fit_dtype="bf16")
+
+
 @pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
 def test_cuda():
     model = tiny_pets(device="cuda")

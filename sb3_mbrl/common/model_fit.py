@@ -9,6 +9,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from sb3_mbrl.common.buffers import replay_buffer_transitions
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
+from sb3_mbrl.dynamics.inference import compute_dtype_of_name
 from sb3_mbrl.dynamics.trainer import EnsembleTrainer, fit_progress_printer
 
 Transitions = Tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]
@@ -28,10 +29,10 @@ def env_steps_per_second(algo: BaseAlgorithm) -> float:
 def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **kwargs: Any) -> EnsembleTrainer:
     """
     The trainer of an algorithm's ensemble, from its ``model_batch_size``, ``model_holdout_ratio``,
-    ``model_epochs``, ``model_patience``, ``model_min_updates``, ``model_max_fit_seconds`` and
-    ``model_lr_warmup_updates`` (PETS and MBPO use the same names). SB3's ``load()`` builds the
-    algorithm with its defaults before it restores the saved attributes, so models saved before
-    the last three existed get the defaults.
+    ``model_epochs``, ``model_patience``, ``model_min_updates``, ``model_max_fit_seconds``,
+    ``model_lr_warmup_updates`` and ``model_fit_dtype`` (PETS and MBPO use the same names). SB3's
+    ``load()`` builds the algorithm with its defaults before it restores the saved attributes, so
+    models saved before the last four existed get the defaults.
 
     :param algo: PETS or MBPO.
     :param dynamics: Its ensemble.
@@ -47,6 +48,7 @@ def make_model_trainer(algo: BaseAlgorithm, dynamics: ProbabilisticEnsemble, **k
         min_updates=algo.model_min_updates,  # type: ignore[attr-defined]
         max_seconds=algo.model_max_fit_seconds,  # type: ignore[attr-defined]
         lr_warmup_updates=algo.model_lr_warmup_updates,  # type: ignore[attr-defined]
+        compute_dtype=compute_dtype_of_name(algo.model_fit_dtype, "model_fit_dtype"),  # type: ignore[attr-defined]
         **kwargs,
     )
 

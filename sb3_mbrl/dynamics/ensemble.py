@@ -209,7 +209,8 @@ class ProbabilisticEnsemble(nn.Module):
         """
         for layer in self.hidden_layers:
             x = self.activation(layer(x, members))
-        out = self.output_layer(x, members)  # (E', B, 2 * out)
+        # (E', B, 2 * out) in the parameters' dtype: under autocast the product is bf16; the bounds and loss need float32
+        out = self.output_layer(x, members).to(self.max_logvar.dtype)
         mean, raw_logvar = out[..., : self.output_dim], out[..., self.output_dim :]
         max_lv = self.max_logvar if members is None else self.max_logvar[members]
         min_lv = self.min_logvar if members is None else self.min_logvar[members]

@@ -56,15 +56,25 @@ def resolve_compute_dtype(compute_dtype: Union[None, str, th.dtype], device: th.
     return compute_dtype
 
 
-# The names of ``planning_dtype`` (PETS, LOOP) as ``compute_dtype`` values.
-PLANNING_DTYPES: Dict[str, Union[None, str, th.dtype]] = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
+# The names of ``planning_dtype`` (PETS, LOOP) and ``model_fit_dtype`` (PETS, MBPO, LOOP) as ``compute_dtype`` values.
+DTYPE_NAMES: Dict[str, Union[None, str, th.dtype]] = {"float32": None, "bfloat16": th.bfloat16, "auto": "auto"}
+
+
+def compute_dtype_of_name(name: str, param: str = "planning_dtype") -> Union[None, str, th.dtype]:
+    """
+    The ``compute_dtype`` of a dtype name (``"float32"``, ``"bfloat16"``, ``"auto"``).
+
+    :param name: The name.
+    :param param: The argument it was given as, for the error on an unknown name.
+    """
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"{param} must be one of {sorted(DTYPE_NAMES)}, got {name!r}")
+    return DTYPE_NAMES[name]
 
 
 def planning_compute_dtype(planning_dtype: str) -> Union[None, str, th.dtype]:
     """The ``compute_dtype`` of a ``planning_dtype`` name (``"float32"``, ``"bfloat16"``, ``"auto"``)."""
-    if planning_dtype not in PLANNING_DTYPES:
-        raise ValueError(f"planning_dtype must be one of {sorted(PLANNING_DTYPES)}, got {planning_dtype!r}")
-    return PLANNING_DTYPES[planning_dtype]
+    return compute_dtype_of_name(planning_dtype, "planning_dtype")
 
 
 class EnsembleInference:

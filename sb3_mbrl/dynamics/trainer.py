@@ -1,11 +1,13 @@
 """Fitting the ensemble: holdout split, bootstrap per member, early stopping, elites."""
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
+from sb3_mbrl.dynamics.inference import has_fast_bfloat16, resolve_compute_dtype
 
 # Devices where torch's Adam has a fused kernel (one per step instead of a loop over the parameters).
 FUSED_ADAM_DEVICE_TYPES = frozenset({"cpu", "cuda"})
@@ -127,6 +129,11 @@ class EnsembleTrainer:
         ``lr`` in its first steps whatever the gradient, which can throw a near-converged warm
         start far off; the optimiser's own learning rate is restored when the ramp ends. With
         ``reset_optimizer_state=False`` the moments carry over and a ramp matters less.
+    :param compute_dtype: Dtype of the training forward and backward's matrix products (autocast):
+        ``None`` is float32; ``"auto"`` is bfloat16 where it runs natively (a CPU with AVX512-BF16
+        or AMX-BF16, a CUDA GPU that supports it) and float32 elsewhere; or a torch dtype. The
+        weights, Adam's moments, the log-variance bounds, the loss and the holdout errors that stop
+        the fit and pick the kept weights stay in float32, so a bf16 fit still ends no worse than its start.
     """
 
     def __init__(
@@ -144,6 +151,7 @@ class EnsembleTrainer:
         optimizer: Optional[th.optim.Optimizer] = None,
         reset_optimizer_state: bool = True,
         lr_warmup_updates: int = 50,
+        compute_dtype: Union[None, str, th.dtype] = None,
     ) -> None:
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
@@ -172,6 +180,10 @@ class EnsembleTrainer:
         self.optimizer = optimizer
         self.reset_optimizer_state = reset_optimizer_state
         self.lr_warmup_updates = lr_warmup_updates
+        self.compute_dtype = resolve_compute_dtype(compute_dtype, self.device)
+        self._warned_slow_bf16 = False
+        if self.compute_dtype not in (th.float32, th.bfloat16):
+            raise ValueError(f"compute_dtype must resolve to float32 or bfloat16, got {self.compute_dtype}")
         self.n_fits = 0  # completed fits, so observers (e.g. ModelDiagnosticsCallback) can tell a refit happened
         # (N_seen,) on the CPU: which row positions are held out; rows keep their role across fits.
         self._holdout_rows = th.zeros(0, dtype=th.bool)
@@ -251,6 +263,14 @@ class EnsembleTrainer:
         started = time.perf_counter()
         model = self.model
         device = self.device
+        if self.compute_dtype == th.bfloat16 and not self._warned_slow_bf16 and not has_fast_bfloat16(device):
+            self._warned_slow_bf16 = True
+            warnings.warn(
+                f"bfloat16 model fits on {device.type}, which has no native bf16 matrix units: torch emulates them "
+                "and fits far slower than in float32. Use model_fit_dtype='auto' (bf16 only where it is fast) or 'float32'.",
+                UserWarning,
+                stacklevel=2,
+            )
         inputs, targets = make_training_data(model, obs, actions, next_obs, rewards, device)
         n_rows = inputs.shape[0]
         is_holdout = self._split(n_rows, generator).to(device)
@@ -291,7 +311,9 @@ class EnsembleTrainer:
                 losses = []
                 for start in range(0, n_train, self.batch_size):
                     batch = epoch_idx[:, start : start + self.batch_size]  # (E, b)
-                    loss = model.nll_loss(x_train[batch], y_train[batch]) + model.decay_loss()  # (E,)
+                    with th.autocast(device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != th.float32):
+                        loss = model.nll_loss(x_train[batch], y_train[batch])  # (E,), float32 (the forward casts its output)
+                    loss = loss + model.decay_loss()
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.sum().backward()
                     step = updates + len(losses)  # gradient steps of this fit before this one

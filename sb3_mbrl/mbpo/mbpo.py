@@ -72,6 +72,10 @@ class MBPO(SAC):
         up linearly (0: none): a fresh Adam moves every weight by about the learning rate in its first
         steps, which threw near-converged warm starts far off on refits (README, "Model fits").
     :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
+    :param model_fit_dtype: Dtype of the model fits' matrix products: ``"float32"`` (default),
+        ``"bfloat16"`` or ``"auto"`` (bfloat16 where it runs natively: a CPU with AVX512-BF16 or
+        AMX-BF16, a CUDA GPU that supports it). The weights, the loss and the holdout errors that stop
+        a fit and pick its kept weights stay in float32 (README, "Model fits").
     :param model_train_freq: Env steps between model fits (and rollouts).
     :param rollout_batch_size: Rollouts branched per fit.
     :param rollout_length: Rollout length ``k``: an int, or ``(min_epoch, max_epoch, min_length, max_length)``.
@@ -139,6 +143,7 @@ class MBPO(SAC):
         model_min_updates: int = 100,
         model_lr_warmup_updates: int = 50,
         model_max_fit_seconds: Optional[float] = None,
+        model_fit_dtype: str = "float32",
         model_train_freq: int = 250,
         rollout_batch_size: int = 100_000,
         rollout_length: RolloutSchedule = 1,
@@ -182,6 +187,7 @@ class MBPO(SAC):
         self.model_min_updates = model_min_updates
         self.model_lr_warmup_updates = model_lr_warmup_updates
         self.model_max_fit_seconds = model_max_fit_seconds
+        self.model_fit_dtype = model_fit_dtype
         self.model_train_freq = model_train_freq
         self.rollout_batch_size = rollout_batch_size
         self.epoch_length = epoch_length

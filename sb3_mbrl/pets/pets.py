@@ -103,6 +103,10 @@ class PETS(OffPolicyAlgorithm):
         up linearly (0: none): a fresh Adam moves every weight by about the learning rate in its first
         steps, which threw near-converged warm starts far off on refits (README, "Model fits").
     :param model_max_fit_seconds: Wall-clock cap on one model fit (``None``: no cap).
+    :param model_fit_dtype: Dtype of the model fits' matrix products: ``"float32"`` (default),
+        ``"bfloat16"`` or ``"auto"`` (bfloat16 where it runs natively: a CPU with AVX512-BF16 or
+        AMX-BF16, a CUDA GPU that supports it). The weights, the loss and the holdout errors that stop
+        a fit and pick its kept weights stay in float32 (README, "Model fits").
     :param model_holdout_ratio: Share of real data held out to stop fits and rank members.
     :param model_net_arch: Hidden layer sizes of each member.
     :param model_activation_fn: Their activation.
@@ -151,6 +155,7 @@ class PETS(OffPolicyAlgorithm):
         model_min_updates: int = 100,
         model_lr_warmup_updates: int = 50,
         model_max_fit_seconds: Optional[float] = None,
+        model_fit_dtype: str = "float32",
         model_holdout_ratio: float = 0.2,
         model_net_arch: Sequence[int] = (200, 200, 200, 200),
         model_activation_fn: Type[nn.Module] = nn.SiLU,
@@ -212,6 +217,7 @@ class PETS(OffPolicyAlgorithm):
         self.model_min_updates = model_min_updates
         self.model_lr_warmup_updates = model_lr_warmup_updates
         self.model_max_fit_seconds = model_max_fit_seconds
+        self.model_fit_dtype = model_fit_dtype
         self.model_holdout_ratio = model_holdout_ratio
         self.model_net_arch = list(model_net_arch)
         self.model_activation_fn = model_activation_fn
