@@ -13,7 +13,7 @@ goals, checked on each seed's summary line:
 
 Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png``. Usage:
 
-    python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC]
+    python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC] [--value-max-error 0.5]
     python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # one plot from runs of several processes
 """
 import argparse
@@ -85,6 +85,9 @@ class VecEvalEvery(BaseCallback):
             start = time.perf_counter()
             mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True)
             entry = dict(step=self.num_timesteps, mean=round(float(mean), 1), std=round(float(std), 1))
+            if isinstance(self.model, LOOP):  # the value's error on the last real episode, and whether it planned with it
+                error = self.model.value_error
+                entry.update(value_error=None if error is None else round(error, 3), value_in_plans=self.model.value_in_plans())
             if self.compare_acting and isinstance(self.model, LOOP) and self.model._model_fitted:
                 entry.update(self._compare())
             self.eval_seconds += time.perf_counter() - start
@@ -194,6 +197,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", default=str(RESULTS / "loop.png"))
     parser.add_argument("--plan-collection", action="store_true", help="LOOP plans its data collection too")
+    parser.add_argument("--value-max-error", type=float,
+                        help="LOOP: the value enters the plans only while its relative error on the last real episode is at most this")
     parser.add_argument("--compare-acting", action="store_true",
                         help="LOOP: at each evaluation also plan without the value and act with the actor alone")
     parser.add_argument("--replot", nargs="+", metavar="JSONL", help="only draw the plot from results files")
@@ -211,6 +216,8 @@ def main() -> None:
             results: Dict[str, Dict[str, Any]] = {}
             for algo in args.algos:
                 loop_kwargs = {"plan_collection": True} if args.plan_collection else {}
+                if args.value_max_error is not None:
+                    loop_kwargs["value_max_error"] = args.value_max_error
                 result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting)
                 if result is None:
                     emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, skipped="no zoo entry for the task"))

@@ -10,6 +10,7 @@ from sb3_mbrl import LOOP, MBPO
 from sb3_mbrl.dynamics import ModelEnv, ProbabilisticEnsemble
 from sb3_mbrl.loop.critic_value import critic_value_fn
 from sb3_mbrl.loop.policy_prior import actor_rollouts
+from sb3_mbrl.loop.value_error import EpisodeValueError, discounted_returns_to_go, relative_value_error
 from test_mbpo import TINY as MBPO_TINY
 from tiny_envs import PointMassEnv, point_mass_reward
 
@@ -308,3 +309,64 @@ def test_cuda():
     assert model.receding_horizon.planner.device.type == "cuda"
     actions, _ = model.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
     assert actions.shape == (2, 1) and np.isfinite(actions).all()
+
+
+# ---------------------------------------------------------------- the value's gate (value_max_error)
+def test_discounted_returns_to_go_bootstrap_only_truncated_episodes():
+    rewards = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(discounted_returns_to_go(rewards, 0.5), [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3])
+    np.testing.assert_allclose(discounted_returns_to_go(rewards, 0.5, bootstrap=8.0), [2.75 + 0.125 * 8, 3.5 + 0.25 * 8, 3 + 0.5 * 8])
+    # the first half of the states (at least one), bias over scale
+    assert relative_value_error(np.array([-1.0, -3.0, 0.0, 0.0]), np.array([-2.0, -4.0, 9.0, 9.0])) == pytest.approx(1 / 3)
+    assert relative_value_error(np.array([5.0]), np.array([-5.0])) == pytest.approx(2.0)
+    # the scale is the real rewards' returns, without the bootstrap
+    assert relative_value_error(np.array([5.0]), np.array([4.0]), real_returns=np.array([-0.5])) == pytest.approx(2.0)
+
+
+def test_episode_value_error_compares_the_value_with_each_ended_episode():
+    gamma, value = 0.9, lambda obs: obs[:, 0].double() * 0 - 10.0  # noqa: E731  V = -10 everywhere
+    tracker = EpisodeValueError(n_envs=2, gamma=gamma)
+    obs, errors = np.zeros((2, 1), np.float32), []
+    for t in range(4):  # env 0: 4 steps of reward -1, truncated; env 1: terminated after 2 steps
+        dones = np.array([t == 3, t == 1])
+        infos = [{"TimeLimit.truncated": True, "terminal_observation": np.zeros(1)} if t == 3 else {}, {}]
+        if t >= 2:
+            dones[1] = False
+        errors += tracker.record(obs, np.array([-1.0, -1.0]), dones, infos, value, th.device("cpu"))
+    returns_env1 = discounted_returns_to_go(np.array([-1.0, -1.0]), gamma)  # terminated: no bootstrap
+    returns_env0 = discounted_returns_to_go(-np.ones(4), gamma, bootstrap=-10.0)
+    real_env0 = discounted_returns_to_go(-np.ones(4), gamma)
+    expected = [relative_value_error(np.full(2, -10.0), returns_env1), relative_value_error(np.full(4, -10.0), returns_env0, real_env0)]
+    assert errors == pytest.approx(expected)
+    assert tracker.obs[0] == [] and len(tracker.obs[1]) == 2  # env 1 is 2 steps into its next episode
+
+
+@pytest.mark.parametrize("value_offset, trusted", [(0.0, True), (1000.0, False)])
+def test_the_value_enters_plans_only_while_it_predicts_the_real_returns(value_offset, trusted):
+    # PointMass's reward is -(x')^2 - 0.01 a^2 per step (episodes of 20 here): a value near 0 is close
+    # to the returns of its short episodes, one 1,000 above them fails the gate.
+    value = lambda obs: th.zeros(obs.shape[0]) + value_offset  # noqa: E731
+    model = tiny_loop(env=PointMassEnv(max_steps=20), reward_fn=point_mass_reward, terminal_value_fn=value, value_max_error=1.0)
+    model.learn(15)
+    assert model.value_error is None and not model.value_in_plans()  # no episode has ended yet
+    model.learn(105, reset_num_timesteps=False)  # 6 episodes, the model fitted at step 100
+    assert model.value_error is not None and model.value_in_plans() == trusted
+    model.predict(np.zeros(2, np.float32))
+    assert (model.planning_env.terminal_value_fn is value) == trusted
+    if not trusted:
+        assert model.value_error > 10
+
+
+def test_value_error_is_logged_saved_and_off_by_default(tmp_path):
+    model = tiny_loop(value_max_error=0.5)
+    model.learn(250)  # one Pendulum episode ended at step 200
+    assert model.value_error is not None and model.value_error > 0
+    model.save(tmp_path / "loop")
+    loaded = LOOP.load(tmp_path / "loop")
+    assert loaded.value_error == model.value_error and loaded.value_max_error == 0.5
+    default = tiny_loop()
+    default.learn(250)
+    default.predict(np.zeros(3, np.float32))
+    assert default.value_max_error is None and default.planning_env.terminal_value_fn is default.terminal_value
+    with pytest.raises(ValueError, match="value_max_error"):
+        tiny_loop(value_max_error=0)

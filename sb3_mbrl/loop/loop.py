@@ -16,6 +16,7 @@ from sb3_mbrl.dynamics import ModelEnv
 from sb3_mbrl.dynamics.inference import planning_compute_dtype
 from sb3_mbrl.loop.critic_value import check_critic_value, critic_value_fn
 from sb3_mbrl.loop.policy_prior import actor_rollouts
+from sb3_mbrl.loop.value_error import EpisodeValueError, value_trusted
 from sb3_mbrl.mbpo import MBPO
 from sb3_mbrl.planning import ICEMOptimizer, TrajectoryOptimizer, make_optimizer
 
@@ -70,6 +71,14 @@ class LOOP(MBPO):
         ``load()``, as MBPO's rollout epochs count them) before the terminal value enters the plans:
         a critic that misjudges the states plans end in (early, or trained on planned data) leads a
         planner that maximises it astray (README, LOOP).
+    :param value_max_error: Let the terminal value into the plans only while its relative error on
+        the last real episode that ended is at most this (``None``: no gate). At the end of every
+        real episode LOOP collects, the value of its states is compared with their discounted real
+        returns-to-go (bootstrapped with the value of the last state when the episode was truncated):
+        ``|mean(V) - mean(G)| / mean(|G|)`` over the first half of the episode, logged as
+        ``train/value_error``. Until an episode has ended the plans go without the value. On
+        Pendulum-v1 the critic of a poor actor valued the starts near -100 while the actor's episodes
+        scored -1,150, and plans with it failed where plans without it swung up (README, LOOP).
     :param planning_dtype: ``"float32"``, ``"bfloat16"`` or ``"auto"``: dtype of the ensemble
         forward while planning (``"auto"``: bf16 only where it runs natively).
     :param deterministic_seed: Seed of the planner's draws at every ``predict(deterministic=True)``.
@@ -96,6 +105,7 @@ class LOOP(MBPO):
         warm_start: str = "plan",
         terminal_value_fn: TransitionFnArg = "critic",
         value_starts: int = 0,
+        value_max_error: Optional[float] = None,
         planning_dtype: str = "float32",
         deterministic_seed: int = 0,
         plan_actions: bool = True,
@@ -109,6 +119,8 @@ class LOOP(MBPO):
                 f"got {horizon}, {num_particles}, {policy_prior_samples}, {value_starts}"
             )
         check_critic_value(terminal_value_fn)
+        if value_max_error is not None and not value_max_error > 0:
+            raise ValueError(f"LOOP: value_max_error must be positive or None, got {value_max_error!r}")
         if warm_start not in WARM_STARTS or (warm_start == "actor" and policy_prior_samples < 1):
             raise ValueError(
                 f"LOOP: warm_start must be one of {WARM_STARTS} ('actor' needs policy_prior_samples >= 1), got "
@@ -123,6 +135,8 @@ class LOOP(MBPO):
         self.warm_start = warm_start
         self.terminal_value_fn = terminal_value_fn
         self.value_starts = value_starts
+        self.value_max_error = value_max_error
+        self.value_error: Optional[float] = None  # of the last real episode that ended (saved with the model)
         self.planning_dtype = planning_dtype
         self.deterministic_seed = int(deterministic_seed)
         self.plan_actions = plan_actions
@@ -143,6 +157,7 @@ class LOOP(MBPO):
             discount=self.gamma,
         )
         self.receding_horizon = RecedingHorizon(self._make_planner)
+        self.episode_value_error = EpisodeValueError(self.n_envs, self.gamma)  # the episodes in progress; not saved
         # Milliseconds of each planned step of data collection since the last log dump (bounded
         # in case nothing dumps): the time/planning_ms* logs, as PETS writes them.
         self.planning_ms: deque = deque(maxlen=100_000)
@@ -195,11 +210,18 @@ class LOOP(MBPO):
             self.planning_ms.append(1000 * (time.perf_counter() - start))
         return actions, state
 
+    def value_in_plans(self) -> bool:
+        """
+        Whether the next plans add the terminal value: after ``value_starts`` env steps (before them
+        the critic has seen too little to judge the last states) and, with ``value_max_error``, while
+        it predicts the real returns of the episodes collected.
+        """
+        return self._model_env_steps >= self.value_starts and value_trusted(self.value_error, self.value_max_error)
+
     @th.no_grad()
     def _plan(self, obs: th.Tensor) -> th.Tensor:
         """Plans ``(M, H, A)`` from ``obs (M, obs_dim)``, warm-started and kept for the next step."""
-        # Before value_starts env steps the critic has seen too little to judge the last states.
-        self.planning_env.terminal_value_fn = self.terminal_value if self._model_env_steps >= self.value_starts else None
+        self.planning_env.terminal_value_fn = self.terminal_value if self.value_in_plans() else None
         prior = None
         if self.policy_prior_samples > 0:
             low, high = self.action_space.low, self.action_space.high  # type: ignore[union-attr]
@@ -219,7 +241,14 @@ class LOOP(MBPO):
             return super()._sample_action(learning_starts, action_noise, n_envs)
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:  # type: ignore[no-untyped-def]
+        obs = self._last_obs  # SB3's _store_transition moves it on to new_obs
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if self.terminal_value is not None:
+            errors = self.episode_value_error.record(obs, reward, dones, infos, self.terminal_value, self.device)  # type: ignore[arg-type]
+            if errors:
+                self.value_error = float(np.mean(errors))
+                self.logger.record("train/value_error", self.value_error)
+                self.logger.record("train/value_in_plans", float(value_trusted(self.value_error, self.value_max_error)))
         if dones.any():
             with self.receding_horizon.plan_slot("collect"):
                 self.receding_horizon.reset(dones)
@@ -236,7 +265,10 @@ class LOOP(MBPO):
     ) -> SelfLOOP:
         if reset_num_timesteps:  # a new run: no warm start from the last one, in any slot
             self.receding_horizon = RecedingHorizon(self._make_planner)
+        if reset_num_timesteps or self.episode_value_error.n_envs != self.n_envs:  # the envs restart their episodes
+            self.episode_value_error = EpisodeValueError(self.n_envs, self.gamma)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> List[str]:
-        return [*super()._excluded_save_params(), "planning_env", "receding_horizon", "terminal_value", "planning_ms"]
+        return [*super()._excluded_save_params(), "planning_env", "receding_horizon", "terminal_value", "planning_ms",
+                "episode_value_error"]
