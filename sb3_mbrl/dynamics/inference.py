@@ -42,6 +42,25 @@ def has_fast_bfloat16(device: th.device) -> bool:
     return False
 
 
+def warn_emulated_bf16(work: str, device: th.device, param: str, stacklevel: int) -> None:
+    """
+    Warn that ``work`` (``"planning"``, ``"model fits"``) runs in bfloat16 on a device without native
+    bf16 matrix units, where torch emulates them.
+
+    :param work: What runs in bf16.
+    :param device: Where.
+    :param param: The argument that chose bf16, named in the advice.
+    :param stacklevel: ``warnings.warn``'s, counted from the caller of this function.
+    """
+    warnings.warn(
+        f"bfloat16 {work} on {device.type}, which has no native bf16 matrix units: torch emulates them, "
+        f"far slower than float32 (20x for a planning step on an AVX2-only CPU). "
+        f"Use {param}='auto' (bf16 only where it is fast) or 'float32'.",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def resolve_compute_dtype(compute_dtype: Union[None, str, th.dtype], device: th.device) -> th.dtype:
     """
     The dtype to compute in on ``device``: ``"auto"`` is bfloat16 where it runs natively
@@ -134,13 +153,7 @@ class EnsembleInference:
         self.compute_dtype = resolve_compute_dtype(self.requested_dtype, device)
         if self.compute_dtype == th.bfloat16 and not self._warned_slow_bf16 and not has_fast_bfloat16(device):
             self._warned_slow_bf16 = True
-            warnings.warn(
-                f"bfloat16 planning on {device.type}, which has no native bf16 matrix units: torch emulates "
-                "them and plans far slower than in float32 (20x measured on an AVX2-only CPU). "
-                "Use planning_dtype='auto' (bf16 only where it is fast) or 'float32'.",
-                UserWarning,
-                stacklevel=4,
-            )
+            warn_emulated_bf16("planning", device, "planning_dtype", stacklevel=5)
 
     def _layer_buffers(self, n_members: int, n_rows: int, device: th.device) -> List[th.Tensor]:
         shape = (n_members, n_rows)

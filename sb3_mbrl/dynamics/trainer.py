@@ -1,13 +1,12 @@
 """Fitting the ensemble: holdout split, bootstrap per member, early stopping, elites."""
 import time
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch as th
 
 from sb3_mbrl.dynamics.ensemble import ProbabilisticEnsemble
-from sb3_mbrl.dynamics.inference import has_fast_bfloat16, resolve_compute_dtype
+from sb3_mbrl.dynamics.inference import has_fast_bfloat16, resolve_compute_dtype, warn_emulated_bf16
 
 # Devices where torch's Adam has a fused kernel (one per step instead of a loop over the parameters).
 FUSED_ADAM_DEVICE_TYPES = frozenset({"cpu", "cuda"})
@@ -265,12 +264,7 @@ class EnsembleTrainer:
         device = self.device
         if self.compute_dtype == th.bfloat16 and not self._warned_slow_bf16 and not has_fast_bfloat16(device):
             self._warned_slow_bf16 = True
-            warnings.warn(
-                f"bfloat16 model fits on {device.type}, which has no native bf16 matrix units: torch emulates them "
-                "and fits far slower than in float32. Use model_fit_dtype='auto' (bf16 only where it is fast) or 'float32'.",
-                UserWarning,
-                stacklevel=2,
-            )
+            warn_emulated_bf16("model fits", device, "model_fit_dtype", stacklevel=2)
         inputs, targets = make_training_data(model, obs, actions, next_obs, rewards, device)
         n_rows = inputs.shape[0]
         is_holdout = self._split(n_rows, generator).to(device)

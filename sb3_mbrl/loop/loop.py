@@ -75,7 +75,7 @@ class LOOP(MBPO):
         the last real episode that ended is at most this (``None``: no gate). At the end of every
         real episode LOOP collects, the value of its states is compared with their discounted real
         returns-to-go (bootstrapped with the value of the last state when the episode was truncated):
-        ``|mean(V) - mean(G)| / mean(|G|)`` over the first half of the episode, logged as
+        ``|mean(V) - mean(G)| / mean(|G without the bootstrap|)`` over the first half of the episode, logged as
         ``train/value_error``. Until an episode has ended the plans go without the value. On
         Pendulum-v1 the critic of a poor actor valued the starts near -100 while the actor's episodes
         scored -1,150, and plans with it failed where plans without it swung up (README, LOOP).
@@ -244,11 +244,12 @@ class LOOP(MBPO):
         obs = self._last_obs  # SB3's _store_transition moves it on to new_obs
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         if self.terminal_value is not None:
-            errors = self.episode_value_error.record(obs, reward, dones, infos, self.terminal_value, self.device)  # type: ignore[arg-type]
+            value = self.terminal_value
+            errors = self.episode_value_error.record(obs, reward, dones, infos, value, self.device)  # type: ignore[arg-type]
             if errors:
                 self.value_error = float(np.mean(errors))
                 self.logger.record("train/value_error", self.value_error)
-                self.logger.record("train/value_in_plans", float(value_trusted(self.value_error, self.value_max_error)))
+                self.logger.record("train/value_in_plans", float(self.value_in_plans()))
         if dones.any():
             with self.receding_horizon.plan_slot("collect"):
                 self.receding_horizon.reset(dones)
