@@ -124,6 +124,9 @@ def run(
     return dict(
         **({"acting_compared": compared} if compared else {}),
         eval_curve=[(h["step"], h["mean"]) for h in callback.history],
+        # LOOP: the critic's relative error on the last real episode at each evaluation, and whether it was in the plans
+        **({"value_error_curve": [(h["step"], h["value_error"], h["value_in_plans"]) for h in callback.history]}
+           if isinstance(model, LOOP) else {}),
         steps=model.num_timesteps,
         train_s_per_1k=round(1000 * wall / model.num_timesteps, 1),
         eval_s=round(callback.eval_seconds, 1),
