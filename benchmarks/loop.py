@@ -14,7 +14,7 @@ goals, checked on each seed's summary line:
 Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png``. Usage:
 
     python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC] [--value-max-error 0.5]
-    python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # one plot from runs of several processes
+    python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # plot and summaries of runs of several processes
 """
 import argparse
 import time
@@ -41,6 +41,8 @@ TASKS: Dict[str, Dict[str, Any]] = {
     "InvertedDoublePendulum-v4": dict(goal=9000.0, steps=15000, eval_freq=1000),
     "Reacher-v4": dict(goal=None, steps=5000, eval_freq=1000),  # compared at the last evaluation
 }
+# The algorithms each task's goal compares LOOP with: without a run of each, a seed is not judged.
+COMPARED = {"Pendulum-v1": (), "InvertedDoublePendulum-v4": ("MBPO", "SAC"), "Reacher-v4": ("PETS", "MBPO", "SAC")}
 ALGOS = ("LOOP", "PETS", "MBPO", "SAC")
 COLORS = {"LOOP": "C3", "PETS": "C0", "MBPO": "C2", "SAC": "C1"}
 SAC_ARGS = set(SAC.__init__.__code__.co_varnames)
@@ -138,13 +140,26 @@ def first_step_at(curve: List, goal: float) -> Optional[int]:
     return reached[0] if reached else None
 
 
+def verdict(met: bool, missing: List[str]) -> Optional[bool]:
+    """Whether the goal is met, None while a missing run could still change the answer."""
+    return None if "LOOP" in missing or (missing and met) else bool(met)
+
+
 def seed_summary(env_id: str, seed: int, results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """Issue 17's goal for one seed, from the runs of every algorithm on it."""
+    """
+    Issue 17's goal for one seed, from the runs of every algorithm on it. ``goal_met`` is None (not
+    judged) without a LOOP run; while an algorithm the goal compares LOOP with has no run (``missing``
+    names them), it is False if the runs there already miss the goal, else None.
+    """
     task = TASKS[env_id]
     summary: Dict[str, Any] = dict(benchmark="loop", task=env_id, seed=seed)
+    missing = [algo for algo in ("LOOP", *COMPARED[env_id]) if algo not in results]
+    if missing:
+        summary["missing"] = missing
     if task["goal"] is None:  # Reacher: the last evaluation
         last = {algo: r["eval_curve"][-1][1] for algo, r in results.items() if r["eval_curve"]}
-        summary.update(last_eval=last, goal_met=bool("LOOP" in last and all(last["LOOP"] > v for a, v in last.items() if a != "LOOP")))
+        met = "LOOP" in last and all(last["LOOP"] > v for a, v in last.items() if a != "LOOP")
+        summary.update(last_eval=last, goal_met=verdict(met, missing))
         return summary
     at_goal = {algo: first_step_at(r["eval_curve"], task["goal"]) for algo, r in results.items()}
     summary["steps_to_goal"] = at_goal
@@ -155,8 +170,43 @@ def seed_summary(env_id: str, seed: int, results: Dict[str, Dict[str, Any]]) -> 
             other = at_goal.get(algo)
             bound = other if other is not None else task["steps"]  # never reached: at least the budget
             met = met and loop_steps <= share * bound  # type: ignore[operator]
-    summary["goal_met"] = bool(met)
+    summary["goal_met"] = verdict(met, missing)
     return summary
+
+
+def summarize(paths: List[str]) -> List[Dict[str, Any]]:
+    """
+    Each seed's summary over the runs of one or more results files (algorithms run in several
+    processes), then one line per task: the seeds judged, those meeting the goal, and each
+    algorithm's mean last evaluation over the seeds every algorithm of the task ran on.
+    """
+    import json
+
+    runs = [json.loads(line) for path in paths for line in open(path) if '"eval_curve"' in line]
+    out: List[Dict[str, Any]] = []
+    for env_id in sorted({r["task"] for r in runs}):
+        by_seed: Dict[int, Dict[str, Dict[str, Any]]] = {}
+        for r in runs:
+            if r["task"] == env_id:
+                if r["algo"] in by_seed.get(r["seed"], {}):
+                    raise ValueError(
+                        f"two runs of {r['algo']} on {env_id} seed {r['seed']}: summarize one configuration at a time"
+                    )
+                by_seed.setdefault(r["seed"], {})[r["algo"]] = r
+        seeds = [seed_summary(env_id, seed, by_seed[seed]) for seed in sorted(by_seed)]
+        judged = [s["seed"] for s in seeds if s["goal_met"] is not None]
+        algos = {algo for seed_runs in by_seed.values() for algo in seed_runs}
+        common = [seed for seed in sorted(by_seed) if algos <= set(by_seed[seed])]
+        out += seeds
+        out.append(dict(
+            benchmark="loop", task=env_id, seeds=sorted(by_seed), judged_on=judged,
+            goal_met_on=[s["seed"] for s in seeds if s["goal_met"]], common_seeds=common,
+            mean_last_eval={
+                algo: round(sum(by_seed[seed][algo]["eval_curve"][-1][1] for seed in common) / len(common), 2)
+                for algo in ALGOS if algo in algos and common
+            },
+        ))
+    return out
 
 
 def draw(ax, env_id: str, runs: List[Dict[str, Any]], episodes: int) -> None:
@@ -204,10 +254,17 @@ def main() -> None:
                         help="LOOP: the value enters the plans only while its relative error on the last real episode is at most this")
     parser.add_argument("--compare-acting", action="store_true",
                         help="LOOP: at each evaluation also plan without the value and act with the actor alone")
-    parser.add_argument("--replot", nargs="+", metavar="JSONL", help="only draw the plot from results files")
+    parser.add_argument("--replot", nargs="+", metavar="JSONL",
+                        help="only draw the plot and print each seed's and task's summary from results files")
     args = parser.parse_args()
     if args.replot:
         replot(args.replot, args.plot, args.eval_episodes)
+        try:
+            summaries = summarize(args.replot)
+        except ValueError as error:  # runs of several configurations: the plot is drawn, no verdict
+            parser.exit(0, f"no summary: {error}\n")
+        for summary in summaries:
+            emit(summary)
         return
     th.set_num_threads(args.threads)
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(5.5 * len(args.tasks), 4), squeeze=False)
