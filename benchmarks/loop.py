@@ -41,7 +41,7 @@ TASKS: Dict[str, Dict[str, Any]] = {
     "InvertedDoublePendulum-v4": dict(goal=9000.0, steps=15000, eval_freq=1000),
     "Reacher-v4": dict(goal=None, steps=5000, eval_freq=1000),  # compared at the last evaluation
 }
-# The algorithms each task's goal compares LOOP with: without a run of each, a seed is not judged.
+# The algorithms each task's goal compares LOOP with: a seed missing one is judged only where it already misses.
 COMPARED = {"Pendulum-v1": (), "InvertedDoublePendulum-v4": ("MBPO", "SAC"), "Reacher-v4": ("PETS", "MBPO", "SAC")}
 ALGOS = ("LOOP", "PETS", "MBPO", "SAC")
 COLORS = {"LOOP": "C3", "PETS": "C0", "MBPO": "C2", "SAC": "C1"}
@@ -174,15 +174,20 @@ def seed_summary(env_id: str, seed: int, results: Dict[str, Dict[str, Any]]) -> 
     return summary
 
 
+def read_runs(paths: List[str]) -> List[Dict[str, Any]]:
+    """The run lines (those with an eval curve) of one or more results files."""
+    import json
+
+    return [json.loads(line) for path in paths for line in open(path) if '"eval_curve"' in line]
+
+
 def summarize(paths: List[str]) -> List[Dict[str, Any]]:
     """
     Each seed's summary over the runs of one or more results files (algorithms run in several
     processes), then one line per task: the seeds judged, those meeting the goal, and each
     algorithm's mean last evaluation over the seeds every algorithm of the task ran on.
     """
-    import json
-
-    runs = [json.loads(line) for path in paths for line in open(path) if '"eval_curve"' in line]
+    runs = read_runs(paths)
     out: List[Dict[str, Any]] = []
     for env_id in sorted({r["task"] for r in runs}):
         by_seed: Dict[int, Dict[str, Dict[str, Any]]] = {}
@@ -228,9 +233,7 @@ def draw(ax, env_id: str, runs: List[Dict[str, Any]], episodes: int) -> None:
 
 def replot(paths: List[str], plot: str, episodes: int) -> None:
     """One plot from the run lines of one or more results files (runs made in several processes)."""
-    import json
-
-    runs = [json.loads(line) for path in paths for line in open(path) if '"eval_curve"' in line]
+    runs = read_runs(paths)
     tasks = sorted({r["task"] for r in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for ax, env_id in zip(axes[0], tasks):
