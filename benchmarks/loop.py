@@ -14,6 +14,7 @@ goals, checked on each seed's summary line:
 Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png``. Usage:
 
     python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC] [--value-max-error 0.5]
+    python -m benchmarks.loop --tasks Reacher-v4 --learned-reward   # the models learn the reward the env ids give
     python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # plot and summaries of runs of several processes
 """
 import argparse
@@ -97,8 +98,11 @@ class VecEvalEvery(BaseCallback):
         return True
 
 
-def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any]):
-    """The algorithm on ``env_id`` with its zoo entry, LOOP's updated by ``loop_kwargs`` (None when it has no entry)."""
+def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any], model_kwargs: Optional[Dict[str, Any]] = None):
+    """
+    The algorithm on ``env_id`` with its zoo entry (None when it has no entry), updated by
+    ``model_kwargs`` for the model-based ones and by ``loop_kwargs`` for LOOP.
+    """
     try:
         if algo == "SAC":
             kwargs = {k: v for k, v in zoo_kwargs("mbpo", env_id).items() if k in SAC_ARGS}
@@ -106,6 +110,7 @@ def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any]):
         kwargs = zoo_kwargs(algo.lower(), env_id)
     except ZooConfigError:
         return None
+    kwargs.update(model_kwargs or {})
     if algo == "LOOP":
         kwargs.update(loop_kwargs)
     return {"LOOP": LOOP, "PETS": PETS, "MBPO": MBPO}[algo]("MlpPolicy", env_id, seed=seed, **kwargs)
@@ -113,9 +118,9 @@ def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any]):
 
 def run(
     algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int,
-    loop_kwargs: Dict[str, Any], compare_acting: bool = False,
+    loop_kwargs: Dict[str, Any], compare_acting: bool = False, model_kwargs: Optional[Dict[str, Any]] = None,
 ) -> Optional[Dict[str, Any]]:
-    model = make_model(algo, env_id, seed, loop_kwargs)
+    model = make_model(algo, env_id, seed, loop_kwargs, model_kwargs)
     if model is None:
         return None
     callback = VecEvalEvery(env_id, eval_freq, eval_episodes, seed=10_000 + seed, compare_acting=compare_acting)
@@ -123,7 +128,11 @@ def run(
     model.learn(steps, callback=callback)
     wall = time.perf_counter() - start - callback.eval_seconds
     compared = [h for h in callback.history if "plan" in h]
+    model_env = getattr(model, "model_env", None) or getattr(getattr(model, "policy", None), "model_env", None)
     return dict(
+        # where the model's rewards came from: the env's known function (sb3_mbrl.envs) or the model
+        **({"reward": getattr(model_env.reward_fn, "__name__", "custom") if model_env.reward_fn else "learned"}
+           if model_env is not None else {}),
         **({"acting_compared": compared} if compared else {}),
         eval_curve=[(h["step"], h["mean"]) for h in callback.history],
         # LOOP: the critic's relative error on the last real episode at each evaluation, and whether it was in the plans
@@ -257,6 +266,8 @@ def main() -> None:
                         help="LOOP: the value enters the plans only while its relative error on the last real episode is at most this")
     parser.add_argument("--compare-acting", action="store_true",
                         help="LOOP: at each evaluation also plan without the value and act with the actor alone")
+    parser.add_argument("--learned-reward", action="store_true",
+                        help="LOOP, PETS and MBPO learn the reward where sb3_mbrl.envs knows it (reward_fn=None)")
     parser.add_argument("--replot", nargs="+", metavar="JSONL",
                         help="only draw the plot and print each seed's and task's summary from results files")
     args = parser.parse_args()
@@ -281,7 +292,8 @@ def main() -> None:
                 loop_kwargs = {"plan_collection": True} if args.plan_collection else {}
                 if args.value_max_error is not None:
                     loop_kwargs["value_max_error"] = args.value_max_error
-                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting)
+                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting,
+                             model_kwargs={"reward_fn": None} if args.learned_reward else None)
                 if result is None:
                     emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, skipped="no zoo entry for the task"))
                     continue

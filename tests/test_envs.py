@@ -81,7 +81,7 @@ def test_termination_matches_env(env_id):
         assert has_terminal_states(env_id)
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4", *CLASSIC_DISCRETE])
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4", "Reacher-v4", *CLASSIC_DISCRETE])
 def test_reward_matches_env(env_id):
     obs, act, nxt, rew, _ = _random_transitions(env_id)
     predicted = get_reward_fn(env_id)(obs, act, nxt).numpy()

@@ -55,3 +55,15 @@ def test_summarize_joins_the_runs_of_several_processes(tmp_path):
     assert task["mean_last_eval"] == {"LOOP": -6.0, "PETS": -6.5, "MBPO": -7.0, "SAC": -9.0}
     with pytest.raises(ValueError, match="two runs of LOOP on Reacher-v4 seed 0"):  # two configurations mixed
         summarize([str(first), str(first)])
+
+
+@pytest.mark.parametrize("algo", ["LOOP", "PETS", "MBPO"])
+def test_reacher_models_take_the_known_reward_unless_told_to_learn_it(algo):
+    from benchmarks.loop import make_model
+    from sb3_mbrl.envs.rewards import reacher_reward
+
+    def reward_fn(model):
+        return (getattr(model, "model_env", None) or model.policy.model_env).reward_fn
+
+    assert reward_fn(make_model(algo, "Reacher-v4", 0, {})) is reacher_reward
+    assert reward_fn(make_model(algo, "Reacher-v4", 0, {}, {"reward_fn": None})) is None  # --learned-reward

@@ -7,6 +7,7 @@ from sb3_mbrl.envs.types import ObsProcessFn, StateValueFn, TransitionFn
 REWARD_FNS: Dict[str, TransitionFn] = {
     "Pendulum-v1": rewards.pendulum_reward,
     "InvertedPendulum-v4": rewards.alive_bonus_reward,
+    "Reacher-v4": rewards.reacher_reward,
     "CartPole-v1": rewards.alive_bonus_reward,
     "Acrobot-v1": rewards.acrobot_reward,
     "MountainCar-v0": rewards.constant_minus_one_reward,

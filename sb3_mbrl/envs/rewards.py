@@ -17,6 +17,14 @@ def pendulum_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> t
     return -(_angle_normalize(theta).pow(2) + 0.1 * obs[:, 2].pow(2) + 0.001 * torque.pow(2))
 
 
+def reacher_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """
+    Reacher-v4: ``-|fingertip - target| - |a|^2``. The env measures the distance before it steps,
+    and the observation's last three entries are that vector, so it is read from ``obs``.
+    """
+    return -(obs[:, 8:11].norm(dim=1) + action.pow(2).sum(dim=1))
+
+
 def alive_bonus_reward(obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
     """InvertedPendulum-v4 and CartPole-v1: 1 for every step, including the terminal one."""
     return th.ones(obs.shape[0], device=obs.device, dtype=obs.dtype)
