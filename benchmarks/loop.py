@@ -15,10 +15,12 @@ Prints one JSON line per run and per seed, writes ``benchmarks/results/loop.png`
 
     python -m benchmarks.loop [--tasks Pendulum-v1] [--seeds 0 1 2 3 4] [--algos LOOP PETS MBPO SAC] [--value-max-error 0.5]
     python -m benchmarks.loop --tasks Reacher-v4 --learned-reward   # the models learn the reward the env ids give
+    python -m benchmarks.loop --tasks Reacher-v4 --algos PETS --pets-zoo-file benchmarks/configs/pets_reacher_cpu.yml
     python -m benchmarks.loop --replot part1.jsonl part2.jsonl   # plot and summaries of runs of several processes
 """
 import argparse
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import matplotlib
@@ -98,16 +100,20 @@ class VecEvalEvery(BaseCallback):
         return True
 
 
-def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any], model_kwargs: Optional[Dict[str, Any]] = None):
+def make_model(
+    algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any], model_kwargs: Optional[Dict[str, Any]] = None,
+    pets_zoo_file: Optional[Path] = None,
+):
     """
-    The algorithm on ``env_id`` with its zoo entry (None when it has no entry), updated by
-    ``model_kwargs`` for the model-based ones and by ``loop_kwargs`` for LOOP.
+    The algorithm on ``env_id`` with its zoo entry (None when it has no entry; PETS's from
+    ``pets_zoo_file`` if given), updated by ``model_kwargs`` for the model-based ones and by
+    ``loop_kwargs`` for LOOP.
     """
     try:
         if algo == "SAC":
             kwargs = {k: v for k, v in zoo_kwargs("mbpo", env_id).items() if k in SAC_ARGS}
             return SAC("MlpPolicy", env_id, seed=seed, **{**kwargs, "gradient_steps": 1})
-        kwargs = zoo_kwargs(algo.lower(), env_id)
+        kwargs = zoo_kwargs(algo.lower(), env_id, pets_zoo_file if algo == "PETS" else None)
     except ZooConfigError:
         return None
     kwargs.update(model_kwargs or {})
@@ -119,8 +125,9 @@ def make_model(algo: str, env_id: str, seed: int, loop_kwargs: Dict[str, Any], m
 def run(
     algo: str, env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int,
     loop_kwargs: Dict[str, Any], compare_acting: bool = False, model_kwargs: Optional[Dict[str, Any]] = None,
+    pets_zoo_file: Optional[Path] = None,
 ) -> Optional[Dict[str, Any]]:
-    model = make_model(algo, env_id, seed, loop_kwargs, model_kwargs)
+    model = make_model(algo, env_id, seed, loop_kwargs, model_kwargs, pets_zoo_file)
     if model is None:
         return None
     callback = VecEvalEvery(env_id, eval_freq, eval_episodes, seed=10_000 + seed, compare_acting=compare_acting)
@@ -268,6 +275,9 @@ def main() -> None:
                         help="LOOP: at each evaluation also plan without the value and act with the actor alone")
     parser.add_argument("--learned-reward", action="store_true",
                         help="LOOP, PETS and MBPO learn the reward where sb3_mbrl.envs knows it (reward_fn=None)")
+    parser.add_argument("--pets-zoo-file", type=Path,
+                        help="PETS hyperparameters (rl-zoo format) instead of zoo_configs/pets.yml, "
+                        "e.g. benchmarks/configs/pets_reacher_cpu.yml")
     parser.add_argument("--replot", nargs="+", metavar="JSONL",
                         help="only draw the plot and print each seed's and task's summary from results files")
     args = parser.parse_args()
@@ -292,8 +302,12 @@ def main() -> None:
                 loop_kwargs = {"plan_collection": True} if args.plan_collection else {}
                 if args.value_max_error is not None:
                     loop_kwargs["value_max_error"] = args.value_max_error
-                result = run(algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting,
-                             model_kwargs={"reward_fn": None} if args.learned_reward else None)
+                result = run(
+                    algo, env_id, seed, steps, eval_freq, args.eval_episodes, loop_kwargs, args.compare_acting,
+                    model_kwargs={"reward_fn": None} if args.learned_reward else None, pets_zoo_file=args.pets_zoo_file,
+                )
+                if result is not None and algo == "PETS":
+                    result["zoo_file"] = str(args.pets_zoo_file or "zoo_configs/pets.yml")
                 if result is None:
                     emit(dict(benchmark="loop", task=env_id, algo=algo, seed=seed, skipped="no zoo entry for the task"))
                     continue

@@ -67,3 +67,13 @@ def test_reacher_models_take_the_known_reward_unless_told_to_learn_it(algo):
 
     assert reward_fn(make_model(algo, "Reacher-v4", 0, {})) is reacher_reward
     assert reward_fn(make_model(algo, "Reacher-v4", 0, {}, {"reward_fn": None})) is None  # --learned-reward
+
+
+def test_pets_takes_another_zoo_file():
+    from pathlib import Path
+
+    from benchmarks.loop import make_model
+
+    assert make_model("PETS", "Reacher-v4", 0, {}).model_train_freq == 50  # the paper's, zoo_configs/pets.yml
+    cpu = make_model("PETS", "Reacher-v4", 0, {}, pets_zoo_file=Path("benchmarks/configs/pets_reacher_cpu.yml"))
+    assert cpu.model_train_freq == 250 and cpu.policy.model_env.reward_fn is not None
